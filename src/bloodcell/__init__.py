@@ -1,0 +1,69 @@
+"""bloodcell: peripheral blood cell classification by transfer learning on Keras backbones.
+
+Subpackages load on first use, so ``import bloodcell`` is instant and TensorFlow is imported
+only by the parts that need it.
+
+Example:
+    >>> import bloodcell as bc
+    >>> data = bc.datasets.load_sample()
+    >>> data.class_counts()["ig"]
+    100
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public subpackages and modules, imported lazily (PEP 562).
+_SUBMODULES = (
+    "augment",
+    "backbones",
+    "classes",
+    "cli",
+    "datasets",
+    "errors",
+    "experiments",
+    "export",
+    "heads",
+    "metrics",
+    "models",
+    "outliers",
+    "plots",
+    "robustness",
+    "training",
+)
+# Top-level names and the module that defines each.
+_ATTRIBUTES = {
+    "build_classifier": "bloodcell.models",
+    "Trainer": "bloodcell.training",
+    "evaluate": "bloodcell.metrics",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from bloodcell import classes, datasets, errors  # noqa: F401
+
+__all__ = ["__version__", *sorted(_ATTRIBUTES), *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        try:
+            module = importlib.import_module(f"bloodcell.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"bloodcell.{name}":
+                raise AttributeError(f"module 'bloodcell' has no attribute {name!r} (not built yet)") from None
+            raise
+        globals()[name] = module
+        return module
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bloodcell' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

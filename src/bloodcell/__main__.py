@@ -1,0 +1,7 @@
+"""``python -m bloodcell`` runs the command line."""
+
+import sys
+
+from bloodcell.cli import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""Datasets: the :class:`BloodCellDataset` container, loaders, leak-free splits and ``tf.data`` pipelines.
+
+Example:
+    >>> import bloodcell as bc
+    >>> data = bc.datasets.load_sample()
+    >>> train, val, test = bc.datasets.split(data, val=0.1, test=0.1, seed=0)
+    >>> len(train) + len(val) + len(test)
+    800
+"""
+
+from bloodcell.datasets.core import BloodCellDataset, as_images, as_label_indices, concat
+from bloodcell.datasets.folder import IMAGE_EXTENSIONS, SkippedFile, list_image_files, load_folder
+from bloodcell.datasets.hashing import identical_groups, image_digests
+from bloodcell.datasets.imageio import decode_image, resize_images
+from bloodcell.datasets.medmnist import load_medmnist, medmnist_file_info
+from bloodcell.datasets.npz import DatasetSplits, load_npz
+from bloodcell.datasets.sample import load_sample, sample_attribution, write_sample_folder
+from bloodcell.datasets.split import duplicate_groups, kfold, split, split_indices
+from bloodcell.datasets.tfdata import to_tf_dataset
+
+__all__ = [
+    "BloodCellDataset",
+    "DatasetSplits",
+    "IMAGE_EXTENSIONS",
+    "SkippedFile",
+    "as_images",
+    "as_label_indices",
+    "concat",
+    "decode_image",
+    "duplicate_groups",
+    "identical_groups",
+    "image_digests",
+    "kfold",
+    "list_image_files",
+    "load_folder",
+    "load_medmnist",
+    "load_npz",
+    "load_sample",
+    "medmnist_file_info",
+    "resize_images",
+    "sample_attribution",
+    "split",
+    "split_indices",
+    "to_tf_dataset",
+    "write_sample_folder",
+]

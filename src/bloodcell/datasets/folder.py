@@ -1,0 +1,233 @@
+"""Loading class folders of image files (the layout the PBC dataset ships in)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal, NamedTuple, overload
+
+import numpy as np
+
+from bloodcell.classes import CLASS_NAMES, normalize_class_name
+from bloodcell.datasets.core import BloodCellDataset
+from bloodcell.datasets.imageio import CropMode, _check_size, decode_image, run_parallel
+from bloodcell.errors import (
+    ConfigurationError,
+    DataFileNotFoundError,
+    EmptyDatasetError,
+    UnknownClassError,
+    UnreadableFileError,
+)
+
+__all__ = ["load_folder", "list_image_files", "SkippedFile", "IMAGE_EXTENSIONS"]
+
+#: File name endings read as images (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class SkippedFile(NamedTuple):
+    """A file ``load_folder(..., on_error="skip")`` could not read, and why."""
+
+    path: str
+    reason: str
+
+
+def list_image_files(
+    root: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str] = CLASS_NAMES,
+    class_map: Mapping[str, str] | None = None,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> list[tuple[Path, int]]:
+    """Find ``root/<class folder>/**/<image file>`` and the class index of each, in a stable order.
+
+    Folder names are normalised (``"Neutrophils"``, ``"IG"``, ``"plt"`` all work); folders that
+    map to no class raise :class:`UnknownClassError` unless ``class_map`` maps them. Hidden files
+    and folders are ignored.
+
+    Example:
+        >>> list_image_files("/no/such/folder")
+        Traceback (most recent call last):
+        ...
+        bloodcell.errors.DataFileNotFoundError: no such folder: '/no/such/folder'.
+    """
+    root_path = Path(root)
+    if not root_path.exists():
+        raise DataFileNotFoundError(f"no such folder: {os.fspath(root)!r}.")
+    if not root_path.is_dir():
+        raise DataFileNotFoundError(
+            f"{os.fspath(root)!r} is a file, not a folder of class sub-folders. For .npz files use load_npz()."
+        )
+    exts = tuple(e.lower() for e in extensions)
+    class_map = dict(class_map or {})
+    subdirs = sorted(p for p in root_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loose = [p.name for p in root_path.iterdir() if p.is_file() and p.suffix.lower() in exts]
+    if not subdirs:
+        hint = f" It holds {len(loose)} image files directly; move them into class folders." if loose else ""
+        raise EmptyDatasetError(
+            f"{os.fspath(root)!r} has no class sub-folders (expected e.g. root/basophil/*.jpg).{hint}"
+        )
+    files: list[tuple[Path, int]] = []
+    unknown: list[str] = []
+    for sub in subdirs:
+        try:
+            name = normalize_class_name(class_map.get(sub.name, sub.name), class_names)
+        except UnknownClassError:
+            unknown.append(sub.name)
+            continue
+        label = list(class_names).index(name)
+        found = sorted(
+            p for p in sub.rglob("*")
+            if p.suffix.lower() in exts and p.is_file() and not any(part.startswith(".") for part in p.relative_to(sub).parts)
+        )
+        files.extend((p, label) for p in found)
+    if unknown:
+        raise UnknownClassError(
+            f"folder(s) {unknown} in {os.fspath(root)!r} name no known class ({', '.join(class_names)}). "
+            "Rename them, or pass class_map={'folder name': 'class name'}."
+        )
+    if not files:
+        raise EmptyDatasetError(
+            f"no image files ({', '.join(exts)}) under the class folders of {os.fspath(root)!r}."
+        )
+    return files
+
+
+@overload
+def load_folder(
+    root: str | os.PathLike[str],
+    image_size: int | None = ...,
+    *,
+    class_names: Sequence[str] = ...,
+    class_map: Mapping[str, str] | None = ...,
+    crop: CropMode = ...,
+    on_error: Literal["raise", "skip"] = ...,
+    return_skipped: Literal[False] = ...,
+    num_workers: int | None = ...,
+    extensions: Sequence[str] = ...,
+    verbose: bool = ...,
+) -> BloodCellDataset: ...
+@overload
+def load_folder(
+    root: str | os.PathLike[str],
+    image_size: int | None = ...,
+    *,
+    class_names: Sequence[str] = ...,
+    class_map: Mapping[str, str] | None = ...,
+    crop: CropMode = ...,
+    on_error: Literal["raise", "skip"] = ...,
+    return_skipped: Literal[True],
+    num_workers: int | None = ...,
+    extensions: Sequence[str] = ...,
+    verbose: bool = ...,
+) -> tuple[BloodCellDataset, list[SkippedFile]]: ...
+def load_folder(
+    root: str | os.PathLike[str],
+    image_size: int | None = 96,
+    *,
+    class_names: Sequence[str] = CLASS_NAMES,
+    class_map: Mapping[str, str] | None = None,
+    crop: CropMode = "center",
+    on_error: Literal["raise", "skip"] = "raise",
+    return_skipped: bool = False,
+    num_workers: int | None = None,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    verbose: bool = False,
+) -> BloodCellDataset | tuple[BloodCellDataset, list[SkippedFile]]:
+    """Load ``root/<class>/<image>`` files (JPEG, PNG, BMP, TIFF) into a dataset.
+
+    Images are converted to RGB (transparency composited on white), cropped to a centred square
+    and resized with antialiased bicubic resampling, decoded by a thread pool straight into one
+    preallocated uint8 array (peak memory close to the images' own size).
+
+    Args:
+        root: Folder holding one sub-folder per class (sub-folders below those are searched too).
+        image_size: Side of the square output; None keeps the files' size (all must then match).
+        class_names: The classes, in label order.
+        class_map: Folder names to class names, for folders the normaliser does not know.
+        crop: ``"center"`` crops non-square images to a centred square; ``"none"`` stretches them.
+        on_error: ``"raise"`` (default) stops at the first unreadable file; ``"skip"`` leaves such
+            files out with a warning.
+        return_skipped: Also return the list of skipped files as :class:`SkippedFile` tuples.
+        num_workers: Decoding threads (default: the available cores).
+        extensions: File endings to read.
+        verbose: Show a progress line.
+
+    Returns:
+        The dataset (``ids`` are paths relative to ``root``; ``sources`` the folder's name), or
+        ``(dataset, skipped)`` with ``return_skipped=True``.
+
+    Raises:
+        DataFileNotFoundError: ``root`` does not exist.
+        EmptyDatasetError: no class folders or no images.
+        UnknownClassError: a folder that names no class.
+        UnreadableFileError: a file that cannot be decoded (with ``on_error="raise"``).
+
+    Example:
+        >>> import tempfile
+        >>> from bloodcell.datasets import write_sample_folder
+        >>> root = write_sample_folder(tempfile.mkdtemp(), per_class=2)
+        >>> load_folder(root).class_counts()["platelet"]
+        2
+    """
+    _check_size(image_size)
+    if on_error not in ("raise", "skip"):
+        raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+    files = list_image_files(root, class_names=class_names, class_map=class_map, extensions=extensions)
+    n = len(files)
+    size = image_size
+    if size is None:  # keep native size: read the first file to learn it
+        first = decode_image(files[0][0])
+        size_hw = first.shape[:2]
+    else:
+        size_hw = (size, size)
+    images = np.empty((n, *size_hw, 3), np.uint8)
+
+    def work(i: int) -> None:
+        arr = decode_image(files[i][0], image_size, crop)
+        if arr.shape[:2] != size_hw:
+            raise UnreadableFileError(
+                f"{files[i][0]} is {arr.shape[1]}×{arr.shape[0]}, unlike the first file "
+                f"({size_hw[1]}×{size_hw[0]}); pass image_size= to resize them all."
+            )
+        images[i] = arr
+
+    failures = run_parallel(work, n, num_workers=num_workers, label="decoding", verbose=verbose)
+    skipped: list[SkippedFile] = []
+    if failures:
+        failures.sort(key=lambda f: f[0])
+        if on_error == "raise":
+            first_err = failures[0][1]
+            more = f" ({len(failures) - 1} more files failed too)" if len(failures) > 1 else ""
+            if isinstance(first_err, UnreadableFileError):
+                raise UnreadableFileError(f"{first_err}{more}") from first_err
+            raise UnreadableFileError(f"cannot read {files[failures[0][0]][0]}: {first_err}{more}") from first_err
+        skipped = [SkippedFile(os.fspath(files[i][0]), str(err)) for i, err in failures]
+        warnings.warn(
+            f"load_folder skipped {len(skipped)} unreadable file(s) in {os.fspath(root)!r}, e.g. "
+            f"{skipped[0].path}; pass return_skipped=True to get the list.",
+            stacklevel=2,
+        )
+        keep = np.ones(n, bool)
+        keep[[i for i, _ in failures]] = False
+        # Compact in place, row by row, so skipping files costs no second copy of the images.
+        dst = 0
+        for src in np.flatnonzero(keep):
+            if src != dst:
+                images[dst] = images[src]
+            dst += 1
+        images = images[:dst]
+        files = [f for f, k in zip(files, keep) if k]
+        if not files:
+            raise EmptyDatasetError(f"none of the {n} files under {os.fspath(root)!r} could be read.")
+    root_path = Path(root)
+    data = BloodCellDataset(
+        images,
+        np.fromiter((label for _, label in files), np.int64, len(files)),
+        tuple(class_names),
+        ids=[p.relative_to(root_path).as_posix() for p, _ in files],
+        sources=np.full(len(files), root_path.resolve().name),
+    )
+    return (data, skipped) if return_skipped else data

@@ -1,0 +1,138 @@
+"""`to_tf_dataset`: a ``tf.data`` pipeline over the uint8 arrays, with batched in-graph augmentation.
+
+The images never become a graph constant (``from_tensor_slices`` would embed them, which breaks at
+2 GB and copies the data): the pipeline shuffles and batches *indices*, and each batch is gathered
+from the NumPy array by a ``tf.numpy_function`` (one fancy-index per batch, a few microseconds per
+image), then cast to float32 inside the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from bloodcell.datasets.core import BloodCellDataset
+from bloodcell.errors import ConfigurationError, InvalidDtypeError
+
+__all__ = ["to_tf_dataset", "batch_seeds"]
+
+Augmenter = Callable[..., Any]
+
+
+def batch_seeds(seed: int, rerandomize_each_iteration: bool = True) -> Any:
+    """An endless ``tf.data`` stream of int64 pairs, one per batch, for stateless random ops.
+
+    Deterministic for ``seed``; with ``rerandomize_each_iteration`` each pass over the data (epoch)
+    gets a new, still deterministic, sequence, so augmentation differs between epochs.
+    """
+    import tensorflow as tf
+
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=rerandomize_each_iteration).batch(2)
+
+
+def _apply_augment(augment: Augmenter, images: Any, labels: Any, seed: Any) -> tuple[Any, Any]:
+    # bloodcell augmenters take an explicit per-batch seed (stateless, reproducible in parallel
+    # maps) and may change labels (MixUp/CutMix); any other callable just maps images.
+    if hasattr(augment, "augment_batch"):
+        return augment.augment_batch(images, labels, seed)
+    return augment(images), labels
+
+
+def to_tf_dataset(
+    dataset: BloodCellDataset,
+    batch_size: int = 64,
+    *,
+    shuffle: bool = False,
+    augment: Augmenter | None = None,
+    one_hot: bool = False,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+    indices: np.ndarray | None = None,
+    prefetch: bool = True,
+) -> Any:
+    """Build a ``tf.data.Dataset`` of ``(images, labels)`` batches from a dataset's uint8 arrays.
+
+    Images come out as float32 in 0–255 (every bloodcell model takes that range and does its own
+    preprocessing); labels as int32 indices, or float32 one-hot rows with ``one_hot=True``.
+
+    Args:
+        dataset: The images and labels.
+        batch_size: Images per batch.
+        shuffle: Shuffle the order, anew at each pass (epoch).
+        augment: Applied to each float batch inside the graph: a bloodcell augmenter (it receives
+            an explicit per-batch seed and the labels), or any callable / Keras layer mapping
+            images to images.
+        one_hot: Labels as one-hot float rows (needed for MixUp/CutMix and label smoothing).
+        seed: Makes shuffling and augmentation deterministic; None draws a fresh seed.
+        drop_remainder: Drop a last, smaller batch.
+        repeat: Repeat forever (then pass ``steps_per_epoch`` to ``fit``).
+        indices: Use only these rows, in this order (e.g. an oversampled index list), without copying images.
+        prefetch: Prefetch batches while the model works.
+
+    Returns:
+        A ``tf.data.Dataset`` yielding ``(images, labels)``.
+
+    Example:
+        >>> from bloodcell.datasets import load_sample
+        >>> ds = to_tf_dataset(load_sample(per_class=4), batch_size=8, shuffle=True, seed=0)
+        >>> images, labels = next(iter(ds))
+        >>> images.shape, images.dtype.name, labels.dtype.name
+        (TensorShape([8, 96, 96, 3]), 'float32', 'int32')
+    """
+    import tensorflow as tf
+
+    if not isinstance(dataset, BloodCellDataset):
+        raise InvalidDtypeError(
+            f"to_tf_dataset() takes a BloodCellDataset, got {type(dataset).__name__}; wrap arrays with "
+            "bloodcell.datasets.BloodCellDataset(images, labels)."
+        )
+    dataset.check_not_empty("to_tf_dataset()")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if augment is not None and getattr(augment, "requires_one_hot", False) and not one_hot:
+        raise ConfigurationError(
+            f"{type(augment).__name__} mixes labels and needs one_hot=True in to_tf_dataset()."
+        )
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    images = dataset.images
+    labels = dataset.labels.astype(np.int32)
+    order = np.arange(len(dataset), dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
+    if order.size == 0:
+        raise ConfigurationError("indices is empty: the pipeline would yield no batches.")
+    if order.min() < 0 or order.max() >= len(dataset):
+        raise ConfigurationError(f"indices must lie in 0..{len(dataset) - 1}, got {order.min()}..{order.max()}.")
+    h, w, c = dataset.image_shape
+    num_classes = dataset.num_classes
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return images[idx], labels[idx]
+
+    def load(idx: Any) -> tuple[Any, Any]:
+        x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.int32), stateful=False)
+        x = tf.ensure_shape(x, [None, h, w, c])
+        y = tf.ensure_shape(y, [None])
+        x = tf.cast(x, tf.float32)
+        if one_hot:
+            y = tf.one_hot(y, num_classes, dtype=tf.float32)
+        return x, y
+
+    ds = tf.data.Dataset.from_tensor_slices(order)  # indices only: 8 bytes per image
+    if shuffle:
+        ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if augment is not None:
+        seeds = batch_seeds(seed)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda xy, s: _apply_augment(augment, xy[0], xy[1], s),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    if prefetch:
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds
