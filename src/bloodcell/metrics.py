@@ -130,6 +130,7 @@ class Report:
                 "or pass keras.ops.softmax(logits)."
             )
         prob = np.clip(prob, 0.0, 1.0)
+        prob = prob / prob.sum(1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
         pred = prob.argmax(1)
         labels = np.arange(len(names))
 

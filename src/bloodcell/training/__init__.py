@@ -1,0 +1,34 @@
+"""Training: the :class:`Trainer`, its resumable run state, fine-tuning and distribution helpers.
+
+Example:
+    >>> import bloodcell as bc
+    >>> bc.training.Trainer.__name__
+    'Trainer'
+"""
+
+from bloodcell.training.callbacks import TrainingState
+from bloodcell.training.distribute import (
+    current_strategy,
+    is_chief,
+    logical_cpus,
+    multi_worker_strategy,
+    num_replicas,
+    worker_id,
+)
+from bloodcell.training.finetune import leaf_layers, unfreeze_layers
+from bloodcell.training.trainer import BALANCE_OPTIONS, OPTIMIZERS, Trainer
+
+__all__ = [
+    "BALANCE_OPTIONS",
+    "OPTIMIZERS",
+    "Trainer",
+    "TrainingState",
+    "current_strategy",
+    "is_chief",
+    "leaf_layers",
+    "logical_cpus",
+    "multi_worker_strategy",
+    "num_replicas",
+    "unfreeze_layers",
+    "worker_id",
+]
