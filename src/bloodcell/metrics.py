@@ -155,6 +155,11 @@ class Report:
             )
             return float(p), float(r), float(f)
 
+        import warnings
+
+        with warnings.catch_warnings():  # predictions of a class absent from the labels are legitimate
+            warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+            balanced = float(skm.balanced_accuracy_score(true, pred))
         pm, rm, fm = averaged("macro")
         pw, rw, fw = averaged("weighted")
         defined = aucs[~np.isnan(aucs)]
@@ -163,7 +168,7 @@ class Report:
             n=int(len(true)),
             accuracy=float(skm.accuracy_score(true, pred)),
             # sklearn's balanced accuracy averages recall over the classes present in y_true.
-            balanced_accuracy=float(skm.balanced_accuracy_score(true, pred)),
+            balanced_accuracy=balanced,
             precision_macro=pm,
             recall_macro=rm,
             f1_macro=fm,
