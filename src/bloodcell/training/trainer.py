@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,13 +296,23 @@ class Trainer:
             BloodCellDataset(images, np.zeros(len(images), np.int64)),
             batch_size=batch_size or self.global_batch_size,
         ).map(lambda x, y: x)
-        return np.asarray(self.model.predict(ds, verbose=0))
+        with _keras_multi_worker_fix(self.model, self.strategy):
+            return np.asarray(self.model.predict(ds, verbose=0))
 
     def evaluate(self, data: BloodCellDataset, *, batch_size: int | None = None) -> Any:
         """A :class:`bloodcell.metrics.Report` of the current model on ``data``."""
         from bloodcell.metrics import evaluate
 
-        return evaluate(self.model, data, batch_size=batch_size or self.global_batch_size)
+        with _keras_multi_worker_fix(self.model, self.strategy):
+            return evaluate(self.model, data, batch_size=batch_size or self.global_batch_size)
+
+    @property
+    def _chief(self) -> bool:
+        return distribute.is_chief(self.strategy)
+
+    def _scratch_dir(self) -> Path:
+        assert self.output_dir is not None
+        return self.output_dir / ".workers" / distribute.worker_id(self.strategy)
 
     def phase_dir(self, phase: str) -> Path | None:
         """The folder a phase writes to (``output_dir/<phase>``), or None without an output_dir."""
@@ -494,11 +506,10 @@ class Trainer:
                 restore_best_weights=False, verbose=1 if self.verbose else 0,
             )
             presets.append(early)
-        chief = distribute.is_chief(self.strategy)
-        if self.tensorboard and directory is not None and chief:
+        if self.tensorboard and directory is not None:
             presets.append(keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard")))
         state = TrainingState(
-            directory, monitor=monitor, restore_best=self.restore_best, write=chief,
+            directory, monitor=monitor, restore_best=self.restore_best,
             early_stopping=early, reduce_lr=reduce_lr, ema=ema_cb, signature=signature,
             offset=signature["offset"],
         )
@@ -551,7 +562,10 @@ class Trainer:
             "batch_size": self.batch_size, "replicas": self.num_replicas, "seed": self.seed,
             "balance": self.balance, "epochs": epochs, "offset": offset,
         }
-        callbacks, state = self._callbacks(directory, monitor, signature)
+        # Saving reads variables with collective ops, so every worker saves; the others write to a
+        # scratch folder of their own (removed at the end), and all of them resume from the chief's.
+        write_dir = directory if directory is None or self._chief else self._scratch_dir() / phase
+        callbacks, state = self._callbacks(write_dir, monitor, signature)
         done = 0
         saved = _load_chief_state(directory)
         if saved is not None:
@@ -569,17 +583,18 @@ class Trainer:
 
         train_ds = self._train_dataset(train_used, done, epochs, steps)
         val_ds = self._eval_dataset(val) if val is not None else None
-        self.model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=offset + epochs,
-            initial_epoch=offset + done,
-            steps_per_epoch=steps,
-            class_weight=class_weight,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=self.verbose,
-        )
+        with _keras_multi_worker_fix(self.model, self.strategy):
+            self.model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=offset + epochs,
+                initial_epoch=offset + done,
+                steps_per_epoch=steps,
+                class_weight=class_weight,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=self.verbose,
+            )
         return self._finish(phase, state, directory, train, epochs, offset, ran=True)
 
     def _finish(
@@ -597,7 +612,11 @@ class Trainer:
             self.history.setdefault(key, []).extend(values)
         self.history.setdefault("epoch", []).extend(history.epoch)
         self.epochs_done = offset + state.epochs_done
-        if directory is not None and distribute.is_chief(self.strategy):
+        if directory is not None and not self._chief:
+            shutil.rmtree(self._scratch_dir(), ignore_errors=True)
+            with contextlib.suppress(OSError):  # the last worker to finish removes the parent
+                self._scratch_dir().parent.rmdir()
+        if directory is not None and self._chief:
             atomic_write_text(directory / "history.json", json.dumps(
                 {"phase": phase, "best_epoch": state.best_epoch, "best": state.best, "monitor": state.monitor,
                  "epoch": history.epoch, **history.history}, indent=1) + "\n")
@@ -619,6 +638,44 @@ def _has_custom_strategy(strategy: Any) -> bool:
     import tensorflow as tf
 
     return strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy()
+
+
+@contextlib.contextmanager
+def _keras_multi_worker_fix(model: keras.Model, strategy: Any) -> Iterator[None]:
+    """Let Keras 3 ``fit`` run under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3 (3.15 at least; keras-team/keras#20585, tensorflow/tensorflow#72388) fails there twice:
+
+    1. A model bound to the strategy gets a "symbolic build" that calls ``strategy.reduce`` on a
+       whole input batch, which the collective strategy cannot do. A model not bound to a strategy
+       skips that step and takes the strategy from the enclosing scope, with the same training step.
+    2. Each step's scalar metrics are averaged across workers with ``reduce("MEAN", v, axis=0)``,
+       which needs at least one dimension: the step's scalars are returned with shape [1] (the
+       reduction brings them back to scalars).
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+
+    def with_one_dim(step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def wrapped(data: Any) -> Any:
+            logs = step(data)
+            return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
+
+        return wrapped
+
+    bound = model._distribute_strategy
+    model._distribute_strategy = None
+    model.train_step = with_one_dim(model.train_step)
+    model.test_step = with_one_dim(model.test_step)
+    try:
+        with strategy.scope():
+            yield
+    finally:
+        model._distribute_strategy = bound
+        del model.train_step, model.test_step  # back to the class's methods
 
 
 def _load_chief_state(directory: Path | None) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
