@@ -253,3 +253,37 @@ def test_bad_data_raises_clear_errors(cells):
         trainer.fit(train, val, epochs=0)
     with pytest.raises(InvalidDtypeError):
         bc.Trainer("efficientnetv2s")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_interrupted_fit_resumes_exactly_in_process(cells, tmp_path, ema):
+    """Interrupted after 2 of 4 epochs, then rerun: same result as 4 epochs in one go.
+
+    Covers what a resume must restore: weights, BatchNorm statistics, dropout seed states, the
+    optimizer (and its weight averages with ema=True), ReduceLROnPlateau's reductions, the best
+    weights and the data order.
+    """
+    train, val = cells
+    settings = dict(learning_rate=3e-3, batch_size=16, verbose=0, ema=ema, ema_momentum=0.5,
+                    reduce_lr_patience=0, reduce_lr_factor=0.5, early_stopping_patience=None)
+
+    class StopAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise _Interrupt
+
+    whole = bc.Trainer(tiny_classifier(dropout=0.3), output_dir=tmp_path / "whole", **settings)
+    h_whole = whole.fit(train, val, epochs=4)
+    with pytest.raises(_Interrupt):
+        bc.Trainer(tiny_classifier(dropout=0.3), output_dir=tmp_path / "cut", callbacks=[StopAt()],
+                   **settings).fit(train, val, epochs=4)
+    assert json.loads((tmp_path / "cut" / "fit" / "state.json").read_text())["epoch"] == 2
+    resumed = bc.Trainer(tiny_classifier(seed=7, dropout=0.3), output_dir=tmp_path / "cut", **settings)
+    h_resumed = resumed.fit(train, val, epochs=4)
+    assert h_resumed.history == h_whole.history
+    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
