@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--ema-momentum", type=float, default=None)
     p.add_argument("--label-smoothing", type=float, default=None)
+    p.add_argument("--augment", choices=["geometric", "augmix", "none"], default=None,
+                   help="augmentation (default: the cpu preset's, geometric)")
     p.add_argument("--no-ema", action="store_true", help="no weight averaging")
     p.add_argument("--calibration-steps", type=int, default=30, help="timed training steps before planning")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy_cpu", help="output folder")
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
             changes[key] = getattr(args, flag)
     if args.no_ema:
         changes["ema"] = False
+    if args.augment is not None:
+        changes["augment"] = None if args.augment == "none" else args.augment
     config = bc.experiments.Config.preset("cpu", **changes)
     budget = args.budget_min * 60.0
     start = time.perf_counter()  # the budget starts here: data decoded, nothing built yet
