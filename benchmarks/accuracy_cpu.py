@@ -38,9 +38,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
-                   help="folder holding pbc96/train and pbc96/val (default: %(default)s)")
-    p.add_argument("--backbone", default="mobilenetv3small", help="registered backbone (default: %(default)s)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="folder holding pbc96/train and pbc96/val (default: %(default)s)",
+    )
+    p.add_argument(
+        "--backbone", default="mobilenetv3small", help="registered backbone (default: %(default)s)"
+    )
     p.add_argument("--budget-min", type=float, default=30.0, help="training time budget in minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=None, help="default: the cpu preset's")
@@ -48,8 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--ema-momentum", type=float, default=None)
     p.add_argument("--label-smoothing", type=float, default=None)
-    p.add_argument("--augment", choices=["geometric", "augmix", "none"], default=None,
-                   help="augmentation (default: the cpu preset's, geometric)")
+    p.add_argument(
+        "--augment",
+        choices=["geometric", "augmix", "none"],
+        default=None,
+        help="augmentation (default: the cpu preset's, geometric)",
+    )
     p.add_argument("--no-ema", action="store_true", help="no weight averaging")
     p.add_argument("--calibration-steps", type=int, default=30, help="timed training steps before planning")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy_cpu", help="output folder")
@@ -78,9 +88,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     train, val = load(args.data)
     changes = {"backbone": args.backbone}
-    for flag, key in (("batch_size", "batch_size"), ("learning_rate", "learning_rate"),
-                      ("weight_decay", "weight_decay"), ("ema_momentum", "ema_momentum"),
-                      ("label_smoothing", "label_smoothing")):
+    for flag, key in (
+        ("batch_size", "batch_size"),
+        ("learning_rate", "learning_rate"),
+        ("weight_decay", "weight_decay"),
+        ("ema_momentum", "ema_momentum"),
+        ("label_smoothing", "label_smoothing"),
+    ):
         if getattr(args, flag) is not None:
             changes[key] = getattr(args, flag)
     if args.no_ema:
@@ -94,8 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. Calibration: time training steps (after the graph is built) and one validation pass.
     keras.utils.set_random_seed(args.seed)
     probe = config.build_model(num_classes=train.num_classes)
-    probe_trainer = bc.Trainer(probe, augment=config.build_augmenter(), seed=args.seed, verbose=0,
-                               **config.trainer_kwargs())
+    probe_trainer = bc.Trainer(
+        probe, augment=config.build_augmenter(), seed=args.seed, verbose=0, **config.trainer_kwargs()
+    )
     steps = max(1, -(-len(train) // config.batch_size))
     calib = train.subset(np.arange(min(len(train), (args.calibration_steps + 5) * config.batch_size)))
     timer = _StepTimer(skip=5)
@@ -113,14 +128,24 @@ def main(argv: list[str] | None = None) -> dict:
     model = config.build_model(num_classes=train.num_classes)
     elapsed = time.perf_counter() - start
     epochs = max(1, int((budget * 0.95 - elapsed - 20.0) // epoch_seconds))  # 20 s: graph building
-    print(f"calibration: {timer.seconds_per_step * 1000:.0f} ms/step, validation {val_seconds:.1f} s, "
-          f"≈ {epoch_seconds:.0f} s/epoch; {elapsed:.0f} s used; planning {epochs} epochs", flush=True)
+    print(
+        f"calibration: {timer.seconds_per_step * 1000:.0f} ms/step, validation {val_seconds:.1f} s, "
+        f"≈ {epoch_seconds:.0f} s/epoch; {elapsed:.0f} s used; planning {epochs} epochs",
+        flush=True,
+    )
 
     # 3. Train with a cosine schedule over exactly those epochs; stop early if the budget runs out.
     guard = _BudgetGuard(start, budget)
     out = args.out / f"{args.backbone}-seed{args.seed}-{args.budget_min:g}min"
-    trainer = bc.Trainer(model, augment=config.build_augmenter(), seed=args.seed, verbose=args.verbose,
-                         callbacks=[guard], output_dir=out / "train", **config.trainer_kwargs())
+    trainer = bc.Trainer(
+        model,
+        augment=config.build_augmenter(),
+        seed=args.seed,
+        verbose=args.verbose,
+        callbacks=[guard],
+        output_dir=out / "train",
+        **config.trainer_kwargs(),
+    )
     history = trainer.fit(train, val, epochs=epochs).history
     train_seconds = time.perf_counter() - start
 
@@ -147,7 +172,9 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     bc._io.atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
     report.to_json(out / "report.json", include_predictions=True)
-    bc.plots.training_curves(trainer.history, out / "training_curves.png", title=f"{args.backbone}, seed {args.seed}")
+    bc.plots.training_curves(
+        trainer.history, out / "training_curves.png", title=f"{args.backbone}, seed {args.seed}"
+    )
     bc.plots.confusion_matrix(report, out / "confusion_matrix.png")
     print(report)
     print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=1))

@@ -37,8 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--backbones", nargs="+", default=["efficientnetv2s", "mobilenetv3small"])
-    p.add_argument("--images", type=int, default=None,
-                   help="images per epoch (default: 640 for EfficientNetV2S, 2048 otherwise)")
+    p.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="images per epoch (default: 640 for EfficientNetV2S, 2048 otherwise)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
     p.add_argument("--order", choices=["baseline-first", "trainer-first"], default="baseline-first")
@@ -96,8 +100,11 @@ def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
     import tensorflow as tf
 
     model = build(backbone)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
     x = tf.constant(data.images.astype(np.float32))  # in memory, already float
     y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
     timer = EpochTimes()
@@ -112,8 +119,16 @@ def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
 
     model = build(backbone)
     timer = EpochTimes()
-    trainer = bc.Trainer(model, augment=bc.augment.AugMix(), batch_size=batch_size, callbacks=[timer],
-                         early_stopping_patience=None, reduce_lr_patience=None, restore_best=False, verbose=0)
+    trainer = bc.Trainer(
+        model,
+        augment=bc.augment.AugMix(),
+        batch_size=batch_size,
+        callbacks=[timer],
+        early_stopping_patience=None,
+        reduce_lr_patience=None,
+        restore_best=False,
+        verbose=0,
+    )
     trainer.fit(data, None, epochs=epochs + 1)
     return len(data) / float(np.mean(timer.seconds[1:]))
 
@@ -135,9 +150,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             keras.backend.clear_session()
             speed[label] = fn(backbone, data, args.batch_size, args.epochs)
         row = {
-            "backbone": backbone, "images_per_epoch": n, "batch_size": args.batch_size, "timed_epochs": args.epochs,
-            "baseline_img_s": round(speed["baseline"], 1), "trainer_augmix_img_s": round(speed["trainer"], 1),
-            "ratio": round(speed["trainer"] / speed["baseline"], 3), "data": source,
+            "backbone": backbone,
+            "images_per_epoch": n,
+            "batch_size": args.batch_size,
+            "timed_epochs": args.epochs,
+            "baseline_img_s": round(speed["baseline"], 1),
+            "trainer_augmix_img_s": round(speed["trainer"], 1),
+            "ratio": round(speed["trainer"] / speed["baseline"], 3),
+            "data": source,
             "load_1min": round(os.getloadavg()[0], 2),
         }
         print(json.dumps(row), flush=True)

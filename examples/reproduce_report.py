@@ -66,11 +66,14 @@ def studies(base: Config, smoke: bool) -> dict[str, dict[str, Config]]:
     alone takes longer than the whole smoke run), and the freezing study freezes the same fractions
     of its layers: the rows keep their names, the numbers mean nothing.
     """
+
     def backbone(name: str, config: Config) -> Config:
         return config.replace(backbone=SMOKE_BACKBONE if smoke else name)
 
     if smoke:  # the seed's 120 of EfficientNetV2S's 170 conv layers, scaled to the smoke CNN
-        net = bc.backbones.backbone_layers(bc.backbones.create(SMOKE_BACKBONE, base.input_shape, weights=None))
+        net = bc.backbones.backbone_layers(
+            bc.backbones.create(SMOKE_BACKBONE, base.input_shape, weights=None)
+        )
         conv = sum(1 for layer in net if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D"))
         base = base.replace(freeze=max(1, round(120 / V2S_CONV * conv)))
 
@@ -89,10 +92,16 @@ def studies(base: Config, smoke: bool) -> dict[str, dict[str, Config]]:
     layers = {"120 conv layers": 120, "220 layers": 220, "420 layers": 420, "513 layers (all)": 513}
     freezing = {"120 conv layers": base}
     if smoke:
-        freezing.update({name: base.replace(freeze=None, freeze_layers=max(1, round(n / V2S_LAYERS * len(net))))
-                         for name, n in list(layers.items())[1:]})
+        freezing.update(
+            {
+                name: base.replace(freeze=None, freeze_layers=max(1, round(n / V2S_LAYERS * len(net))))
+                for name, n in list(layers.items())[1:]
+            }
+        )
     else:
-        freezing.update({name: base.replace(freeze=None, freeze_layers=n) for name, n in list(layers.items())[1:]})
+        freezing.update(
+            {name: base.replace(freeze=None, freeze_layers=n) for name, n in list(layers.items())[1:]}
+        )
     return {"1-balancing": balance, "2-backbones": backbones, "3-freezing": freezing}
 
 
@@ -126,11 +135,18 @@ def main(argv: list[str] | None = None) -> None:
         changes["batch_size"] = args.batch_size
     seeds = args.seeds
     if args.smoke:
-        changes.update(backbone=register_smoke_backbone(), weights=None, epochs=1, batch_size=16,
-                       early_stopping_patience=None)
+        changes.update(
+            backbone=register_smoke_backbone(),
+            weights=None,
+            epochs=1,
+            batch_size=16,
+            early_stopping_patience=None,
+        )
         seeds = seeds[:1]
-        print("SMOKE RUN: every backbone is a tiny CNN and each run is one epoch on 48 images; "
-              "it checks the machinery, the numbers mean nothing.")
+        print(
+            "SMOKE RUN: every backbone is a tiny CNN and each run is one epoch on 48 images; "
+            "it checks the machinery, the numbers mean nothing."
+        )
     base = Config.preset("seed", **changes)
     data = load(args.data, args.smoke)
     verbose = 0 if args.smoke else "auto"
@@ -140,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
             continue
         start = time.perf_counter()
         table = bc.experiments.compare(configs, data, seeds=seeds, output_dir=args.out / key, verbose=verbose)
-        print(f"\nStudy {key} ({len(configs)} configs × {len(seeds)} seeds, {time.perf_counter() - start:.0f} s)")
+        print(
+            f"\nStudy {key} ({len(configs)} configs × {len(seeds)} seeds, {time.perf_counter() - start:.0f} s)"
+        )
         print(table.to_markdown())
 
 

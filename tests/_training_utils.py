@@ -35,15 +35,29 @@ def tiny_classifier(seed: int = 0, dropout: float = 0.0, num_classes: int = 8, b
     return keras.Sequential(layers, name="tiny")
 
 
-def run_python(code_or_path: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
-               cwd: str | None = None) -> subprocess.CompletedProcess:
+def run_python(
+    code_or_path: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    cwd: str | None = None,
+) -> subprocess.CompletedProcess:
     """Run a Python file (or code with ``-c``) with this checkout's ``src`` on the path."""
     full_env = {**os.environ, "PYTHONPATH": SRC, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    cmd = [sys.executable, code_or_path, *args] if code_or_path.endswith(".py") else [sys.executable, "-c", code_or_path, *args]
+    cmd = (
+        [sys.executable, code_or_path, *args]
+        if code_or_path.endswith(".py")
+        else [sys.executable, "-c", code_or_path, *args]
+    )
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
 
 
 def popen_python(path: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     full_env = {**os.environ, "PYTHONPATH": SRC, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.Popen([sys.executable, path, *args], env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, path, *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -15,7 +15,13 @@ from bloodcell.experiments import Config
 def test_seed_preset_is_the_report_recipe():
     cfg = Config.preset("seed")
     assert (cfg.backbone, cfg.weights, cfg.freeze, cfg.head, cfg.augment, cfg.optimizer) == (
-        "efficientnetv2s", "imagenet", 120, "seed", "augmix", "adam")
+        "efficientnetv2s",
+        "imagenet",
+        120,
+        "seed",
+        "augmix",
+        "adam",
+    )
     assert cfg.reduce_lr_patience is not None and cfg.early_stopping_patience is not None
     assert cfg.monitor == "val_accuracy"
 
@@ -24,7 +30,11 @@ def test_cpu_preset_trains_from_scratch():
     cfg = Config.preset("cpu")
     assert cfg.weights is None and cfg.freeze is None
     assert (cfg.backbone, cfg.batchnorm_momentum, cfg.optimizer, cfg.lr_schedule) == (
-        "mobilenetv3small", 0.9, "adamw", "cosine")
+        "mobilenetv3small",
+        0.9,
+        "adamw",
+        "cosine",
+    )
     assert cfg.augment == "geometric" and cfg.ema
     # a schedule replaces ReduceLROnPlateau; the time budget, not patience, ends training
     assert cfg.reduce_lr_patience is None and cfg.early_stopping_patience is None
@@ -88,7 +98,6 @@ TINY = "test-experiments-cnn"
 def tiny_backbone():
     """A small CNN added through the public registry: real build_classifier models, fast to trace."""
     import keras
-
     from bloodcell.backbones import register_backbone, unregister_backbone
 
     @register_backbone(TINY, family="test", preprocessing="none", overwrite=True)
@@ -112,15 +121,27 @@ def splits():
 
 
 def _tiny_config(**changes):
-    base = Config(backbone=TINY, weights=None, freeze=None, head="linear", augment=None, epochs=2,
-                  batch_size=16, early_stopping_patience=None, learning_rate=3e-3)
+    base = Config(
+        backbone=TINY,
+        weights=None,
+        freeze=None,
+        head="linear",
+        augment=None,
+        epochs=2,
+        batch_size=16,
+        early_stopping_patience=None,
+        learning_rate=3e-3,
+    )
     return base.replace(**changes)
 
 
 def test_build_model_applies_freezing(tiny_backbone):
     model = _tiny_config(freeze=2).build_model()
-    conv = {layer.name: layer.trainable for layer in bc.backbones.backbone_layers(model)
-            if layer.name.startswith("conv")}
+    conv = {
+        layer.name: layer.trainable
+        for layer in bc.backbones.backbone_layers(model)
+        if layer.name.startswith("conv")
+    }
     assert conv == {"conv0": False, "conv1": False, "conv2": True}
     model = _tiny_config(freeze=None, freeze_layers=3).build_model()
     flags = [layer.trainable for layer in bc.backbones.backbone_layers(model)]
@@ -132,30 +153,52 @@ def test_run_writes_its_folder_and_is_not_redone(tiny_backbone, splits, tmp_path
 
     train, val, test = splits
     cfg = _tiny_config()
-    result = bc.experiments.run(cfg, train, val, test, seed=0, name="tiny run", output_dir=tmp_path, verbose=0)
+    result = bc.experiments.run(
+        cfg, train, val, test, seed=0, name="tiny run", output_dir=tmp_path, verbose=0
+    )
     folder = tmp_path / "tiny-run" / "seed0"
     assert result.directory == folder
-    for name in ("config.json", "history.json", "report.json", "model.keras", "result.json",
-                 "confusion_matrix.png", "training_curves.png", "train/fit/log.csv"):
+    for name in (
+        "config.json",
+        "history.json",
+        "report.json",
+        "model.keras",
+        "result.json",
+        "confusion_matrix.png",
+        "training_curves.png",
+        "train/fit/log.csv",
+    ):
         assert (folder / name).exists(), name
     assert Config.from_json(folder / "config.json") == cfg
     assert result.report.n == len(test) and len(result.history["loss"]) == 2
     model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
-    np.testing.assert_allclose(model.predict(test.images.astype("float32"), verbose=0), result.report.y_prob,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        model.predict(test.images.astype("float32"), verbose=0), result.report.y_prob, atol=1e-5
+    )
 
     stamp = (folder / "model.keras").stat().st_mtime_ns
     again = bc.experiments.run(cfg, train, val, test, seed=0, name="tiny run", output_dir=tmp_path, verbose=0)
     assert (folder / "model.keras").stat().st_mtime_ns == stamp  # loaded, not trained again
     assert again.report.to_dict() == result.report.to_dict() and again.history == result.history
     with pytest.raises(ConfigurationError, match="different config"):
-        bc.experiments.run(cfg.replace(learning_rate=1e-2), train, val, test, seed=0, name="tiny run",
-                           output_dir=tmp_path, verbose=0)
+        bc.experiments.run(
+            cfg.replace(learning_rate=1e-2),
+            train,
+            val,
+            test,
+            seed=0,
+            name="tiny run",
+            output_dir=tmp_path,
+            verbose=0,
+        )
 
 
 def test_compare_tabulates_mean_and_std_over_seeds(tiny_backbone, splits, tmp_path):
     train, val, test = splits
-    configs = {"adam": _tiny_config(epochs=1), "sgd": _tiny_config(epochs=1, optimizer="sgd", learning_rate=1e-2)}
+    configs = {
+        "adam": _tiny_config(epochs=1),
+        "sgd": _tiny_config(epochs=1, optimizer="sgd", learning_rate=1e-2),
+    }
     table = bc.experiments.compare(configs, (train, val, test), seeds=(0, 1), output_dir=tmp_path, verbose=0)
     assert [row["name"] for row in table.rows] == ["adam", "sgd"] and all(row["n"] == 2 for row in table.rows)
     runs = table.runs["adam"]

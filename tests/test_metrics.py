@@ -34,7 +34,9 @@ def test_report_matches_sklearn():
     assert r.f1_macro == pytest.approx(skm.f1_score(y, pred, average="macro"))
     assert r.precision_weighted == pytest.approx(skm.precision_score(y, pred, average="weighted"))
     assert r.recall_macro == pytest.approx(skm.recall_score(y, pred, average="macro"))
-    assert r.roc_auc_ovr == pytest.approx(skm.roc_auc_score(y, prob, multi_class="ovr", average="macro"), abs=1e-6)
+    assert r.roc_auc_ovr == pytest.approx(
+        skm.roc_auc_score(y, prob, multi_class="ovr", average="macro"), abs=1e-6
+    )
     assert r.log_loss == pytest.approx(skm.log_loss(y, prob), rel=1e-4)
     np.testing.assert_array_equal(r.confusion_matrix, skm.confusion_matrix(y, pred))
     np.testing.assert_allclose(r.confusion_matrix_normalized.sum(1), 1.0)
@@ -195,7 +197,9 @@ def test_confusion_matrix_plot(tmp_path, small_sample):
     img = np.asarray(Image.open(path).convert("L"), np.float32)
     assert img.shape[0] > 400 and img.shape[1] > 400 and img.std() > 20
     # a different matrix draws a different picture
-    other = bc.plots.confusion_matrix(np.eye(8, dtype=int) * 5, tmp_path / "eye.png", class_names=r.class_names)
+    other = bc.plots.confusion_matrix(
+        np.eye(8, dtype=int) * 5, tmp_path / "eye.png", class_names=r.class_names
+    )
     assert np.asarray(Image.open(other).convert("L")).tobytes() != Image.open(path).convert("L").tobytes()
     with pytest.raises(InvalidDataError):
         bc.plots.confusion_matrix(np.ones((3, 4)), tmp_path / "bad.png")

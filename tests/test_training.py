@@ -24,8 +24,9 @@ def cells():
 
 def test_fit_learns_and_logs(cells):
     train, val = cells
-    trainer = bc.Trainer(tiny_classifier(), learning_rate=1e-2, batch_size=16, verbose=0,
-                         early_stopping_patience=None)
+    trainer = bc.Trainer(
+        tiny_classifier(), learning_rate=1e-2, batch_size=16, verbose=0, early_stopping_patience=None
+    )
     history = trainer.fit(train, val, epochs=8)
     h = history.history
     assert set(h) >= {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
@@ -85,7 +86,7 @@ def test_finished_phase_is_restored_not_retrained(cells, tmp_path):
     h2 = second.fit(train, val, epochs=2)
     assert CountBatches.batches == 0
     assert h2.history == h1.history
-    for a, b in zip(first.model.get_weights(), fresh.get_weights()):
+    for a, b in zip(first.model.get_weights(), fresh.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     # asking for more epochs continues the same phase
     h3 = second.fit(train, val, epochs=3)
@@ -99,8 +100,13 @@ def test_other_run_in_same_output_dir_is_refused(cells, tmp_path):
     with pytest.raises(ConfigurationError, match="different run"):
         bc.Trainer(tiny_classifier(), output_dir=tmp_path, verbose=0, batch_size=8).fit(train, val, epochs=1)
     with pytest.raises(ConfigurationError, match="different"):
-        bc.Trainer(tiny_classifier(num_classes=8, dropout=0.1), output_dir=tmp_path, verbose=0, batch_size=16,
-                   early_stopping_patience=None).fit(train, val, epochs=2)
+        bc.Trainer(
+            tiny_classifier(num_classes=8, dropout=0.1),
+            output_dir=tmp_path,
+            verbose=0,
+            batch_size=16,
+            early_stopping_patience=None,
+        ).fit(train, val, epochs=2)
 
 
 class StatelessFlip:
@@ -144,7 +150,9 @@ def test_augmenter_protocol_gets_a_fresh_seed_per_batch(cells):
 
 def test_early_stopping_stops_and_a_rerun_does_not_continue(cells, tmp_path):
     train, val = cells
-    kwargs = dict(learning_rate=1e-9, early_stopping_patience=1, batch_size=16, verbose=0, output_dir=tmp_path)
+    kwargs = dict(
+        learning_rate=1e-9, early_stopping_patience=1, batch_size=16, verbose=0, output_dir=tmp_path
+    )
     h = bc.Trainer(tiny_classifier(batchnorm=False), **kwargs).fit(train, val, epochs=10)
     assert len(h.epoch) == 2  # no improvement at all with lr 1e-9: stops after patience 1
     again = bc.Trainer(tiny_classifier(batchnorm=False), **kwargs).fit(train, val, epochs=10)
@@ -154,21 +162,38 @@ def test_early_stopping_stops_and_a_rerun_does_not_continue(cells, tmp_path):
 def test_reduce_lr_on_plateau_lowers_the_rate(cells):
     train, val = cells
     # no BatchNorm: with lr 1e-8 nothing changes, so validation accuracy never improves after epoch 1
-    trainer = bc.Trainer(tiny_classifier(batchnorm=False), learning_rate=1e-8, reduce_lr_patience=0,
-                         reduce_lr_factor=0.5, min_learning_rate=1e-12, early_stopping_patience=None,
-                         batch_size=16, verbose=0)
+    trainer = bc.Trainer(
+        tiny_classifier(batchnorm=False),
+        learning_rate=1e-8,
+        reduce_lr_patience=0,
+        reduce_lr_factor=0.5,
+        min_learning_rate=1e-12,
+        early_stopping_patience=None,
+        batch_size=16,
+        verbose=0,
+    )
     lrs = trainer.fit(train, val, epochs=4).history["learning_rate"]  # logged before each epoch's reduction
     np.testing.assert_allclose(lrs, [1e-8, 1e-8, 0.5e-8, 0.25e-8], rtol=1e-6)
 
 
 def test_cosine_schedule_with_warmup_and_ema(cells):
     train, val = cells
-    trainer = bc.Trainer(tiny_classifier(), optimizer="adamw", lr_schedule="cosine", warmup_epochs=1,
-                         learning_rate=1e-2, min_learning_rate=1e-5, ema=True, ema_momentum=0.9,
-                         batch_size=16, verbose=0, early_stopping_patience=None)
+    trainer = bc.Trainer(
+        tiny_classifier(),
+        optimizer="adamw",
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        learning_rate=1e-2,
+        min_learning_rate=1e-5,
+        ema=True,
+        ema_momentum=0.9,
+        batch_size=16,
+        verbose=0,
+        early_stopping_patience=None,
+    )
     lrs = trainer.fit(train, val, epochs=5).history["learning_rate"]
     assert lrs[0] == pytest.approx(1e-2, rel=1e-3)  # end of the warm-up epoch: the peak
-    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # then decays
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))  # then decays
     assert lrs[-1] == pytest.approx(1e-5, rel=1e-2)
     assert trainer.model.optimizer.use_ema
 
@@ -193,9 +218,15 @@ def test_fine_tune_unfreezes_and_recompiles(cells):
 
 
 def test_unfreeze_last_layers_keeps_frozen_batchnorm():
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="d1"),
-                              keras.layers.BatchNormalization(name="bn"), keras.layers.Dense(4, name="d2"),
-                              keras.layers.Dense(2, name="d3")])
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(4, name="d1"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Dense(4, name="d2"),
+            keras.layers.Dense(2, name="d3"),
+        ]
+    )
     model.trainable = False
     n = bc.training.unfreeze_layers(model, 2)
     assert [layer.trainable for layer in model.layers] == [False, False, True, True] and n == 2
@@ -268,8 +299,16 @@ def test_interrupted_fit_resumes_exactly_in_process(cells, tmp_path, ema):
     weights and the data order.
     """
     train, val = cells
-    settings = dict(learning_rate=3e-3, batch_size=16, verbose=0, ema=ema, ema_momentum=0.5,
-                    reduce_lr_patience=0, reduce_lr_factor=0.5, early_stopping_patience=None)
+    settings = dict(
+        learning_rate=3e-3,
+        batch_size=16,
+        verbose=0,
+        ema=ema,
+        ema_momentum=0.5,
+        reduce_lr_patience=0,
+        reduce_lr_factor=0.5,
+        early_stopping_patience=None,
+    )
 
     class StopAt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -279,11 +318,12 @@ def test_interrupted_fit_resumes_exactly_in_process(cells, tmp_path, ema):
     whole = bc.Trainer(tiny_classifier(dropout=0.3), output_dir=tmp_path / "whole", **settings)
     h_whole = whole.fit(train, val, epochs=4)
     with pytest.raises(_Interrupt):
-        bc.Trainer(tiny_classifier(dropout=0.3), output_dir=tmp_path / "cut", callbacks=[StopAt()],
-                   **settings).fit(train, val, epochs=4)
+        bc.Trainer(
+            tiny_classifier(dropout=0.3), output_dir=tmp_path / "cut", callbacks=[StopAt()], **settings
+        ).fit(train, val, epochs=4)
     assert json.loads((tmp_path / "cut" / "fit" / "state.json").read_text())["epoch"] == 2
     resumed = bc.Trainer(tiny_classifier(seed=7, dropout=0.3), output_dir=tmp_path / "cut", **settings)
     h_resumed = resumed.fit(train, val, epochs=4)
     assert h_resumed.history == h_whole.history
-    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
+    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -63,7 +63,7 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
     proc = run_python(str(script), TESTS_DIR, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     assert result["replicas"] == 2 and result["global_batch"] == 8
     assert "Mirrored" in result["variable_type"]
     assert result["copied_is_new"]
@@ -131,5 +131,11 @@ def test_multi_worker_mirrored_strategy_with_two_local_workers(tmp_path):
         np.testing.assert_array_equal(w0[key], w1[key])
     # only the chief writes the run's files
     assert sorted(p.name for p in (out / "fit").iterdir()) == sorted(
-        ["best.keras", "history.json", "log.csv", "state.json", json.loads(
-            (out / "fit" / "state.json").read_text())["variables"]])
+        [
+            "best.keras",
+            "history.json",
+            "log.csv",
+            "state.json",
+            json.loads((out / "fit" / "state.json").read_text())["variables"],
+        ]
+    )

@@ -108,9 +108,13 @@ class Config:
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
         object.__setattr__(self, "augment_options", dict(self.augment_options))
         if self.augment is not None and self.augment not in AUGMENTERS:
-            raise ConfigurationError(f"augment must be one of {sorted(AUGMENTERS)} or None, got {self.augment!r}.")
+            raise ConfigurationError(
+                f"augment must be one of {sorted(AUGMENTERS)} or None, got {self.augment!r}."
+            )
         if self.freeze is not None and self.freeze_layers is not None:
-            raise ConfigurationError("Give freeze (conv layers) or freeze_layers (layers of any kind), not both.")
+            raise ConfigurationError(
+                "Give freeze (conv layers) or freeze_layers (layers of any kind), not both."
+            )
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -194,9 +198,21 @@ class Config:
     def trainer_kwargs(self) -> dict[str, Any]:
         """The :class:`~bloodcell.Trainer` keyword arguments of this config (model, seed and folder aside)."""
         keys = (
-            "optimizer", "learning_rate", "weight_decay", "lr_schedule", "warmup_epochs", "ema", "ema_momentum",
-            "label_smoothing", "balance", "batch_size", "monitor", "reduce_lr_patience", "reduce_lr_factor",
-            "min_learning_rate", "early_stopping_patience",
+            "optimizer",
+            "learning_rate",
+            "weight_decay",
+            "lr_schedule",
+            "warmup_epochs",
+            "ema",
+            "ema_momentum",
+            "label_smoothing",
+            "balance",
+            "batch_size",
+            "monitor",
+            "reduce_lr_patience",
+            "reduce_lr_factor",
+            "min_learning_rate",
+            "early_stopping_patience",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -282,8 +298,15 @@ def _load_finished(directory: Path, name: str, seed: int, config: Config) -> Run
         )
     info = json.loads(marker.read_text(encoding="utf-8"))
     history = json.loads((directory / "history.json").read_text(encoding="utf-8"))
-    return RunResult(name, seed, config, Report.from_json(directory / "report.json"), history, directory,
-                     float(info.get("seconds", 0.0)))
+    return RunResult(
+        name,
+        seed,
+        config,
+        Report.from_json(directory / "report.json"),
+        history,
+        directory,
+        float(info.get("seconds", 0.0)),
+    )
 
 
 def run(
@@ -341,13 +364,22 @@ def run(
     keras.utils.set_random_seed(int(seed))  # the initial weights and dropout seeds
     model = config.build_model(num_classes=train.num_classes)
     trainer = bc.Trainer(
-        model, augment=config.build_augmenter(), seed=int(seed), output_dir=directory / "train",
-        verbose=verbose, **config.trainer_kwargs(),
+        model,
+        augment=config.build_augmenter(),
+        seed=int(seed),
+        output_dir=directory / "train",
+        verbose=verbose,
+        **config.trainer_kwargs(),
     )
     trainer.fit(train, val, epochs=config.epochs)
     if config.fine_tune_epochs:
-        trainer.fine_tune(train, val, unfreeze=config.fine_tune_unfreeze,
-                          learning_rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs)
+        trainer.fine_tune(
+            train,
+            val,
+            unfreeze=config.fine_tune_unfreeze,
+            learning_rate=config.fine_tune_learning_rate,
+            epochs=config.fine_tune_epochs,
+        )
     report = bc.metrics.evaluate(model, test, batch_size=config.batch_size)
     seconds = time.perf_counter() - start
 
@@ -356,12 +388,29 @@ def run(
     atomic_write_text(directory / "history.json", json.dumps(trainer.history, indent=1) + "\n")
     report.to_json(directory / "report.json", include_predictions=True)
     if plots:
-        bc.plots.confusion_matrix(report, directory / "confusion_matrix.png", title=f"{name}, seed {seed}: "
-                                  f"accuracy {report.accuracy:.2%}, macro F1 {report.f1_macro:.2%}")
-        bc.plots.training_curves(trainer.history, directory / "training_curves.png", title=f"{name}, seed {seed}")
-    atomic_write_text(directory / "result.json", json.dumps(
-        {"name": name, "seed": int(seed), "accuracy": report.accuracy, "f1_macro": report.f1_macro,
-         "seconds": seconds, "test_size": len(test)}, indent=1) + "\n")
+        bc.plots.confusion_matrix(
+            report,
+            directory / "confusion_matrix.png",
+            title=f"{name}, seed {seed}: accuracy {report.accuracy:.2%}, macro F1 {report.f1_macro:.2%}",
+        )
+        bc.plots.training_curves(
+            trainer.history, directory / "training_curves.png", title=f"{name}, seed {seed}"
+        )
+    atomic_write_text(
+        directory / "result.json",
+        json.dumps(
+            {
+                "name": name,
+                "seed": int(seed),
+                "accuracy": report.accuracy,
+                "f1_macro": report.f1_macro,
+                "seconds": seconds,
+                "test_size": len(test),
+            },
+            indent=1,
+        )
+        + "\n",
+    )
     return RunResult(name, int(seed), config, report, dict(trainer.history), directory, seconds)
 
 

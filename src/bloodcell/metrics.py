@@ -255,7 +255,9 @@ class Report:
                 y_prob=y_prob,
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise InvalidDataError(f"Not a saved bloodcell Report ({err!r}); save one with Report.to_json().") from err
+            raise InvalidDataError(
+                f"Not a saved bloodcell Report ({err!r}); save one with Report.to_json()."
+            ) from err
 
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> Report:
@@ -286,9 +288,9 @@ class Report:
             )
         lines += ["", "  confusion matrix (rows: true, columns: predicted)"]
         cell = max(4, len(str(int(self.confusion_matrix.max(initial=0)))) + 1)
-        abbrev = [c[:cell - 1] for c in self.class_names]
+        abbrev = [c[: cell - 1] for c in self.class_names]
         lines.append("  " + " " * width + "".join(f"{a:>{cell}}" for a in abbrev))
-        for name, row in zip(self.class_names, self.confusion_matrix):
+        for name, row in zip(self.class_names, self.confusion_matrix, strict=False):
             lines.append(f"  {name:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row))
         return "\n".join(lines)
 
@@ -317,7 +319,9 @@ def _as_indices(y: Any, num_classes: int) -> np.ndarray:
     elif arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise InvalidDataError(f"Labels must be class indices (N,) or one-hot rows (N, C), got shape {arr.shape}.")
+        raise InvalidDataError(
+            f"Labels must be class indices (N,) or one-hot rows (N, C), got shape {arr.shape}."
+        )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
             raise InvalidDtypeError(f"Labels must be integer class indices, got dtype {arr.dtype}.")
@@ -439,7 +443,10 @@ class Summary:
     def to_markdown(self) -> str:
         """A GitHub-flavoured markdown table: ``| Method | n | Accuracy (%) | ... |`` with mean ± std."""
         header = ["Method", "n", *(self._label(m) for m in self.metrics)]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        ]
         for row in self.rows:
             cells = [str(row["name"]), str(row["n"])]
             for m in self.metrics:
@@ -464,8 +471,11 @@ class Summary:
         return {
             "metrics": list(self.metrics),
             "rows": [
-                {"name": r["name"], "n": r["n"], **{m: {"mean": _json_float(r[m][0]), "std": _json_float(r[m][1])}
-                                                    for m in self.metrics}}
+                {
+                    "name": r["name"],
+                    "n": r["n"],
+                    **{m: {"mean": _json_float(r[m][0]), "std": _json_float(r[m][1])} for m in self.metrics},
+                }
                 for r in self.rows
             ],
         }

@@ -99,7 +99,9 @@ def confusion_matrix(
     size = 1.0 + 0.75 * len(names)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=1.0 if normalize else max(values.max(), 1.0))
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class" if normalize else "count")
+    fig.colorbar(
+        image, ax=ax, fraction=0.046, pad=0.04, label="share of true class" if normalize else "count"
+    )
     threshold = (1.0 if normalize else max(values.max(), 1.0)) * 0.55
     for i in range(len(names)):
         for j in range(len(names)):
@@ -134,7 +136,10 @@ def _history_dict(history: Any) -> dict[str, list[float]]:
         else:
             with open(path, newline="", encoding="utf-8") as fh:
                 rows = list(csv.DictReader(fh))
-            history = {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}
+            history = {
+                k: [float(r[k]) for r in rows if r.get(k) not in (None, "")]
+                for k in (rows[0] if rows else {})
+            }
     if not isinstance(history, Mapping) or not history:
         raise InvalidDataError(
             "training_curves() needs a Keras History, a dict of per-epoch lists, or a CSV/JSON log; got "
@@ -177,7 +182,7 @@ def training_curves(
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels):
+    for ax, (key, label) in zip(axes[0], panels, strict=False):
         if key == lr_key:
             ax.plot(epochs[: len(hist[key])], hist[key], color="tab:green", marker=".")
             if min(hist[key]) > 0:
@@ -186,13 +191,25 @@ def training_curves(
             for prefix, style in (("", "-"), ("val_", "--")):
                 if prefix + key in hist:
                     series = hist[prefix + key]
-                    ax.plot(epochs[: len(series)], series, style, marker=".",
-                            label="validation" if prefix else "training")
+                    ax.plot(
+                        epochs[: len(series)],
+                        series,
+                        style,
+                        marker=".",
+                        label="validation" if prefix else "training",
+                    )
             if key == "accuracy" and "val_accuracy" in hist and hist["val_accuracy"]:
                 val = hist["val_accuracy"]
                 best = max(range(len(val)), key=val.__getitem__)
-                ax.scatter([epochs[best]], [val[best]], s=80, facecolors="none", edgecolors="red", zorder=3,
-                           label=f"best val {val[best]:.2%} (epoch {epochs[best]})")
+                ax.scatter(
+                    [epochs[best]],
+                    [val[best]],
+                    s=80,
+                    facecolors="none",
+                    edgecolors="red",
+                    zorder=3,
+                    label=f"best val {val[best]:.2%} (epoch {epochs[best]})",
+                )
             ax.legend(fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
@@ -232,7 +249,9 @@ def per_class_f1(
     group = dict(reports) if isinstance(reports, Mapping) else {"": reports}
     for name, r in group.items():
         if not hasattr(r, "per_class"):
-            raise InvalidDtypeError(f"per_class_f1() takes Reports; {name or 'the argument'} is a {type(r).__name__}.")
+            raise InvalidDtypeError(
+                f"per_class_f1() takes Reports; {name or 'the argument'} is a {type(r).__name__}."
+            )
     names = list(next(iter(group.values())).class_names)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.55 * len(names) * max(1, len(group) ** 0.5) + 1.2))
@@ -241,16 +260,23 @@ def per_class_f1(
     for i, (label, r) in enumerate(group.items()):
         values = [r.per_class[c][metric] for c in names]
         bars = ax.barh(ys + (i - (len(group) - 1) / 2) * height, values, height=height, label=label or None)
-        for bar, v in zip(bars, values):
-            ax.text(min(v, 1.0) + 0.005, bar.get_y() + bar.get_height() / 2, f"{v:.1%}", va="center", fontsize=7)
+        for bar, v in zip(bars, values, strict=False):
+            ax.text(
+                min(v, 1.0) + 0.005, bar.get_y() + bar.get_height() / 2, f"{v:.1%}", va="center", fontsize=7
+            )
     ax.set_yticks(ys, names)
     ax.invert_yaxis()  # first class at the top, as in the confusion matrix
     ax.set_xlim(0, 1.09)
     ax.set_xlabel({"f1": "F1", "roc_auc": "ROC-AUC"}.get(metric, metric))
     ax.grid(axis="x", alpha=0.3)
     if len(group) > 1:
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08 - 0.6 / len(names)),
-                  ncol=min(len(group), 4), frameon=False)
+        ax.legend(
+            fontsize=8,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.08 - 0.6 / len(names)),
+            ncol=min(len(group), 4),
+            frameon=False,
+        )
     ax.set_title(title or f"per-class {ax.get_xlabel()}", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, dpi)

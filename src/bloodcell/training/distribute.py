@@ -107,7 +107,9 @@ def multi_worker_strategy(
         "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
     }
     if communication not in implementations:
-        raise ConfigurationError(f"communication must be one of {sorted(implementations)}, got {communication!r}.")
+        raise ConfigurationError(
+            f"communication must be one of {sorted(implementations)}, got {communication!r}."
+        )
     options = tf.distribute.experimental.CommunicationOptions(implementation=implementations[communication])
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 

@@ -48,15 +48,18 @@ def unfreeze_layers(
         2
     """
     leaves = leaf_layers(model)
-    was_frozen_bn = {id(layer) for layer in leaves
-                     if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable}
+    was_frozen_bn = {
+        id(layer)
+        for layer in leaves
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable
+    }
     if callable(unfreeze) and not isinstance(unfreeze, (str, int)):
         unfreeze(model)
     else:
         if unfreeze == "all":
             chosen = {id(layer) for layer in leaves}
         elif isinstance(unfreeze, int) and not isinstance(unfreeze, bool) and unfreeze >= 0:
-            chosen = {id(layer) for layer in leaves[len(leaves) - unfreeze:]} if unfreeze else set()
+            chosen = {id(layer) for layer in leaves[len(leaves) - unfreeze :]} if unfreeze else set()
         else:
             raise ConfigurationError(
                 f"unfreeze must be 'all', a number of layers (counted from the end), or a function of the model; "

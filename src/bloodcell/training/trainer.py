@@ -165,8 +165,10 @@ class Trainer:
             raise ConfigurationError(f"ema_momentum must lie in (0, 1), got {ema_momentum!r}.")
         if not 0.0 < reduce_lr_factor < 1.0:
             raise ConfigurationError(f"reduce_lr_factor must lie in (0, 1), got {reduce_lr_factor!r}.")
-        for name, value in (("reduce_lr_patience", reduce_lr_patience),
-                            ("early_stopping_patience", early_stopping_patience)):
+        for name, value in (
+            ("reduce_lr_patience", reduce_lr_patience),
+            ("early_stopping_patience", early_stopping_patience),
+        ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ConfigurationError(f"{name} must be a non-negative integer or None, got {value!r}.")
         if warmup_epochs < 0:
@@ -322,10 +324,31 @@ class Trainer:
         """The settings as a dict (the model, augmenter, strategy and callbacks as their type names)."""
         out = {}
         for key in (
-            "optimizer", "learning_rate", "weight_decay", "lr_schedule", "warmup_epochs", "ema", "ema_momentum",
-            "loss", "label_smoothing", "augment", "balance", "batch_size", "monitor", "reduce_lr_patience",
-            "reduce_lr_factor", "min_learning_rate", "early_stopping_patience", "restore_best", "tensorboard",
-            "output_dir", "seed", "deterministic", "jit_compile", "steps_per_execution", "verbose",
+            "optimizer",
+            "learning_rate",
+            "weight_decay",
+            "lr_schedule",
+            "warmup_epochs",
+            "ema",
+            "ema_momentum",
+            "loss",
+            "label_smoothing",
+            "augment",
+            "balance",
+            "batch_size",
+            "monitor",
+            "reduce_lr_patience",
+            "reduce_lr_factor",
+            "min_learning_rate",
+            "early_stopping_patience",
+            "restore_best",
+            "tensorboard",
+            "output_dir",
+            "seed",
+            "deterministic",
+            "jit_compile",
+            "steps_per_execution",
+            "verbose",
         ):
             value = getattr(self, key)
             if not isinstance(value, (str, int, float, bool, type(None))):
@@ -336,8 +359,11 @@ class Trainer:
         return out
 
     def __repr__(self) -> str:
-        shown = {k: v for k, v in self.get_params().items() if k in (
-            "optimizer", "learning_rate", "batch_size", "augment", "balance", "seed", "output_dir")}
+        shown = {
+            k: v
+            for k, v in self.get_params().items()
+            if k in ("optimizer", "learning_rate", "batch_size", "augment", "balance", "seed", "output_dir")
+        }
         return f"Trainer({self.model.name!r}, " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     # ------------------------------------------------------------------ model placement
@@ -348,7 +374,9 @@ class Trainer:
             with strategy.scope():
                 built = model()
             if not isinstance(built, keras.Model):
-                raise InvalidDtypeError(f"The model function returned a {type(built).__name__}, not a keras.Model.")
+                raise InvalidDtypeError(
+                    f"The model function returned a {type(built).__name__}, not a keras.Model."
+                )
             return built
         # Keras binds a model to the strategy in force when the model was created.
         if is_default or getattr(model, "_distribute_strategy", None) is strategy:
@@ -436,7 +464,9 @@ class Trainer:
             from bloodcell import augment as bc_augment
 
             rows = np.asarray(
-                bc_augment.oversample_indices(train.labels, strategy="auto", seed=self.seed * 100_003 + epoch),
+                bc_augment.oversample_indices(
+                    train.labels, strategy="auto", seed=self.seed * 100_003 + epoch
+                ),
                 np.int64,
             )
         else:
@@ -444,7 +474,9 @@ class Trainer:
         rows = rng.permutation(rows)
         need = batches * self.global_batch_size
         if need > len(rows):  # fill the last batch with other rows of this epoch: every batch is full
-            rows = np.concatenate([rows, rng.choice(rows, need - len(rows), replace=need - len(rows) > len(rows))])
+            rows = np.concatenate(
+                [rows, rng.choice(rows, need - len(rows), replace=need - len(rows) > len(rows))]
+            )
         return rows[:need]
 
     def _steps_per_epoch(self, train: BloodCellDataset) -> int:
@@ -484,7 +516,9 @@ class Trainer:
         return ds.with_options(options)
 
     # ------------------------------------------------------------------ the training loop
-    def _callbacks(self, directory: Path | None, monitor: str, signature: dict[str, Any]) -> tuple[list[Any], Any]:
+    def _callbacks(
+        self, directory: Path | None, monitor: str, signature: dict[str, Any]
+    ) -> tuple[list[Any], Any]:
         presets: list[Any] = []
         ema_cb = None
         if self.ema:
@@ -494,23 +528,35 @@ class Trainer:
         schedule = self.lr_schedule is not None
         if self.reduce_lr_patience is not None and not schedule:
             reduce_lr = keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=self.reduce_lr_factor, patience=self.reduce_lr_patience,
-                min_lr=self.min_learning_rate, mode=monitor_mode(monitor), verbose=0,
+                monitor=monitor,
+                factor=self.reduce_lr_factor,
+                patience=self.reduce_lr_patience,
+                min_lr=self.min_learning_rate,
+                mode=monitor_mode(monitor),
+                verbose=0,
             )
             presets.append(reduce_lr)
         early = None
         if self.early_stopping_patience is not None:
             # Best weights are restored by TrainingState (which also survives a resume).
             early = keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=self.early_stopping_patience, mode=monitor_mode(monitor),
-                restore_best_weights=False, verbose=1 if self.verbose else 0,
+                monitor=monitor,
+                patience=self.early_stopping_patience,
+                mode=monitor_mode(monitor),
+                restore_best_weights=False,
+                verbose=1 if self.verbose else 0,
             )
             presets.append(early)
         if self.tensorboard and directory is not None:
             presets.append(keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard")))
         state = TrainingState(
-            directory, monitor=monitor, restore_best=self.restore_best,
-            early_stopping=early, reduce_lr=reduce_lr, ema=ema_cb, signature=signature,
+            directory,
+            monitor=monitor,
+            restore_best=self.restore_best,
+            early_stopping=early,
+            reduce_lr=reduce_lr,
+            ema=ema_cb,
+            signature=signature,
             offset=signature["offset"],
         )
         return [*presets, *self.callbacks, state], state
@@ -529,7 +575,9 @@ class Trainer:
         if val is not None:
             _check_data(val, "val", self.model)
             if val.num_classes != train.num_classes:
-                raise InvalidDataError(f"train has {train.num_classes} classes but val has {val.num_classes}.")
+                raise InvalidDataError(
+                    f"train has {train.num_classes} classes but val has {val.num_classes}."
+                )
         _check_positive("epochs", epochs, integer=True)
         out_classes = self.model.output_shape[-1]
         if out_classes != train.num_classes:
@@ -558,9 +606,15 @@ class Trainer:
         self._compile(lr)
 
         signature = {
-            "phase": phase, "train_size": len(train), "val_size": None if val is None else len(val),
-            "batch_size": self.batch_size, "replicas": self.num_replicas, "seed": self.seed,
-            "balance": self.balance, "epochs": epochs, "offset": offset,
+            "phase": phase,
+            "train_size": len(train),
+            "val_size": None if val is None else len(val),
+            "batch_size": self.batch_size,
+            "replicas": self.num_replicas,
+            "seed": self.seed,
+            "balance": self.balance,
+            "epochs": epochs,
+            "offset": offset,
         }
         # Saving reads variables with collective ops, so every worker saves; the others write to a
         # scratch folder of their own (removed at the end), and all of them resume from the chief's.
@@ -576,7 +630,9 @@ class Trainer:
             done = state.epochs_done
             if saved_state.get("stopped_early") or done >= epochs:
                 if self.verbose:
-                    print(f"{phase}: already finished in {directory} ({done} epochs); weights and history restored.")
+                    print(
+                        f"{phase}: already finished in {directory} ({done} epochs); weights and history restored."
+                    )
                 return self._finish(phase, state, directory, train, epochs, offset, ran=False)
             if self.verbose:
                 print(f"{phase}: resuming from {directory} after epoch {done} of {epochs}.")
@@ -598,7 +654,13 @@ class Trainer:
         return self._finish(phase, state, directory, train, epochs, offset, ran=True)
 
     def _finish(
-        self, phase: str, state: Any, directory: Path | None, train: BloodCellDataset, epochs: int, offset: int,
+        self,
+        phase: str,
+        state: Any,
+        directory: Path | None,
+        train: BloodCellDataset,
+        epochs: int,
+        offset: int,
         ran: bool,
     ) -> keras.callbacks.History:
         if ran:
@@ -617,9 +679,21 @@ class Trainer:
             with contextlib.suppress(OSError):  # the last worker to finish removes the parent
                 self._scratch_dir().parent.rmdir()
         if directory is not None and self._chief:
-            atomic_write_text(directory / "history.json", json.dumps(
-                {"phase": phase, "best_epoch": state.best_epoch, "best": state.best, "monitor": state.monitor,
-                 "epoch": history.epoch, **history.history}, indent=1) + "\n")
+            atomic_write_text(
+                directory / "history.json",
+                json.dumps(
+                    {
+                        "phase": phase,
+                        "best_epoch": state.best_epoch,
+                        "best": state.best,
+                        "monitor": state.monitor,
+                        "epoch": history.epoch,
+                        **history.history,
+                    },
+                    indent=1,
+                )
+                + "\n",
+            )
         self._sync_user_model()
         return history
 
