@@ -290,7 +290,7 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("ema", [False, True])
+@pytest.mark.parametrize("ema", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_interrupted_fit_resumes_exactly_in_process(cells, tmp_path, ema):
     """Interrupted after 2 of 4 epochs, then rerun: same result as 4 epochs in one go.
 
