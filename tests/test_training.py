@@ -327,3 +327,68 @@ def test_interrupted_fit_resumes_exactly_in_process(cells, tmp_path, ema):
     assert h_resumed.history == h_whole.history
     for a, b in zip(whole.model.get_weights(), resumed.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------- balancing and consistency
+class LabelRecorder:
+    """An identity augmenter that records the labels of every training batch."""
+
+    def __init__(self):
+        self.labels: list[np.ndarray] = []
+
+    def augment_batch(self, images, labels, seed):
+        def record(y):
+            self.labels.append(np.asarray(y).argmax(1))
+            return y
+
+        recorded = tf.numpy_function(record, [labels], tf.float32, stateful=True)
+        return images, tf.ensure_shape(recorded, labels.shape)
+
+
+@pytest.fixture(scope="module")
+def imbalanced():
+    """Real cells, 12 basophils and 3 of each other class."""
+    data = bc.datasets.load_sample(per_class=12)
+    keep = np.concatenate([np.flatnonzero(data.labels == 0)] +
+                          [np.flatnonzero(data.labels == k)[:3] for k in range(1, 8)])
+    return data.subset(keep)
+
+
+def test_oversample_balances_every_epoch_without_copying(imbalanced):
+    recorder = LabelRecorder()
+    trainer = bc.Trainer(tiny_classifier(), augment=recorder, balance="oversample", batch_size=16, verbose=0,
+                         early_stopping_patience=None)
+    trainer.fit(imbalanced, None, epochs=2)
+    per_epoch = np.concatenate(recorder.labels).reshape(2, -1)  # 96 rows = 8 classes × 12, 6 batches
+    for epoch in per_epoch:
+        assert np.bincount(epoch, minlength=8).tolist() == [12] * 8
+    assert not np.array_equal(per_epoch[0], per_epoch[1])  # a new draw and order each epoch
+
+
+def test_smote_and_class_weight(imbalanced):
+    recorder = LabelRecorder()
+    bc.Trainer(tiny_classifier(), augment=recorder, balance="smote", batch_size=16, verbose=0).fit(
+        imbalanced, None, epochs=1)
+    assert np.bincount(np.concatenate(recorder.labels), minlength=8).tolist() == [12] * 8
+
+    def first_loss(balance):
+        trainer = bc.Trainer(tiny_classifier(), balance=balance, batch_size=16, verbose=0)
+        return trainer.fit(imbalanced, None, epochs=1).history["loss"][0]
+
+    # class weights 12/3 = 4 × heavier for the small classes change the loss being minimised
+    assert first_loss("class_weight") != pytest.approx(first_loss(None), rel=1e-3)
+
+
+def test_augmix_consistency_training(cells, tmp_path):
+    train, val = cells
+    model = tiny_classifier()
+    trainer = bc.Trainer(model, augment=bc.augment.AugMix(), consistency=12.0, batch_size=8, verbose=0,
+                         output_dir=tmp_path, early_stopping_patience=None)
+    h = trainer.fit(train, val, epochs=2).history
+    assert "jsd" in h and all(np.isfinite(h["jsd"])) and max(h["jsd"]) > 0
+    assert "val_accuracy" in h  # validation runs the plain classifier on plain batches
+    best = keras.saving.load_model(tmp_path / "fit" / "best.keras", safe_mode=True)
+    assert best.output_shape == (None, 8) and len(best.input_shape) == 4  # the classifier, not the wrapper
+    assert trainer.predict(val).shape == (len(val), 8)
+    with pytest.raises(ConfigurationError, match="augment"):
+        bc.Trainer(tiny_classifier(), consistency=12.0)

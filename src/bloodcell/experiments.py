@@ -65,6 +65,7 @@ class Config:
             with pretrained weights.
         augment: ``"augmix"``, ``"geometric"`` or None.
         augment_options: Keyword arguments of that augmenter (e.g. ``{"severity": 3}``).
+        consistency: λ of AugMix's Jensen–Shannon consistency loss (the paper's 12), or None.
         balance: None, ``"oversample"``, ``"class_weight"`` or ``"smote"`` (see :class:`~bloodcell.Trainer`).
         optimizer, learning_rate, weight_decay, lr_schedule, warmup_epochs, ema, ema_momentum,
         label_smoothing, batch_size, reduce_lr_patience, reduce_lr_factor, min_learning_rate,
@@ -84,6 +85,7 @@ class Config:
     batchnorm_momentum: float | str | None = "auto"
     augment: str | None = "augmix"
     augment_options: Mapping[str, Any] = field(default_factory=dict)
+    consistency: float | None = None
     balance: str | None = None
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -206,6 +208,7 @@ class Config:
             "ema",
             "ema_momentum",
             "label_smoothing",
+            "consistency",
             "balance",
             "batch_size",
             "monitor",

@@ -66,6 +66,9 @@ class TrainingState(keras.callbacks.Callback):
         signature: Facts about the run (data size, batch, seed) stored with the state and checked
             when resuming.
         offset: Epochs of earlier phases (Keras numbers a second phase's epochs after the first's).
+        target: The model whose best weights are kept and saved as ``best.keras``, when Keras trains
+            a wrapper around it (e.g. :class:`bloodcell.augment.ConsistencyModel`); default: the
+            trained model itself.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class TrainingState(keras.callbacks.Callback):
         ema: Any = None,
         signature: dict[str, Any] | None = None,
         offset: int = 0,
+        target: Any = None,
     ) -> None:
         super().__init__()
         self.directory = Path(directory) if directory is not None else None
@@ -93,6 +97,7 @@ class TrainingState(keras.callbacks.Callback):
         self.history: dict[str, list[float]] = {}
         self.signature = dict(signature or {})
         self.offset = int(offset)
+        self.target = target
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.best_weights: list[np.ndarray] | None = None
@@ -112,13 +117,17 @@ class TrainingState(keras.callbacks.Callback):
             n = sum(1 for k in arrays if k.startswith("best/"))
             self.best_weights = [arrays[f"best/{i}"] for i in range(n)]
         elif saved.get("best_is_current"):
-            self.best_weights = [np.array(w) for w in model.get_weights()]
+            self.best_weights = [np.array(w) for w in (self.target or model).get_weights()]
         self.best = saved.get("best")
         self.best_epoch = saved.get("best_epoch")
         self.epochs_done = int(saved["epoch"])
         self.stopped_early = bool(saved.get("stopped_early", False))
         self.history = {k: list(v) for k, v in saved.get("history", {}).items()}
         self._pending = saved.get("callbacks", {})
+
+    @property
+    def _target_model(self) -> Any:
+        return self.target if self.target is not None else self.model
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # EarlyStopping and ReduceLROnPlateau reset their counters in their own on_train_begin,
@@ -146,18 +155,18 @@ class TrainingState(keras.callbacks.Callback):
         best_is_current = False
         if value is not None and _improved(_to_float(value), self.best, self.mode):
             self.best, self.best_epoch = _to_float(value), int(epoch)
-            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            self.best_weights = [np.array(w) for w in self._target_model.get_weights()]
             best_is_current = True
             if self.write:
                 with atomic_path(self.directory / "best.keras") as tmp:
-                    self.model.save(tmp)
+                    self._target_model.save(tmp)
         self.stopped_early = bool(getattr(self.model, "stop_training", False))
         if self.write:
             self._save(best_is_current)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+            self._target_model.set_weights(self.best_weights)
 
     # -------------------------------------------------------------- writing
     def _callback_counters(self) -> dict[str, dict[str, Any]]:

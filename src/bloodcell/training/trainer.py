@@ -74,6 +74,12 @@ class Trainer:
         augment: An augmenter applied to each training batch inside ``tf.data`` (any bloodcell
             augmenter, Keras preprocessing layer or callable on image batches); see
             :func:`bloodcell.datasets.to_tf_dataset`. None (default) trains on the images as they are.
+        consistency: λ of the AugMix paper's Jensen–Shannon consistency training (the paper: 12.0);
+            None (default) turns it off. Each training image then goes through the model clean and
+            as ``consistency_views`` augmented views (``bloodcell.augment.MultiView``), and the loss
+            is ``CE(clean) + λ·JS(clean, views...)`` (``bloodcell.augment.ConsistencyModel``); a step
+            costs about ``1 + consistency_views`` times as much. Needs ``augment``.
+        consistency_views: Augmented views per image for consistency training (default 2, the paper's).
         balance: Class balancing: None (default); ``"oversample"`` (each epoch draws a new
             random oversampling of the minority classes, as row indices, without copying images);
             ``"class_weight"`` (loss weights inversely proportional to class frequency);
@@ -134,6 +140,8 @@ class Trainer:
         loss: str | keras.losses.Loss = "categorical_crossentropy",
         label_smoothing: float = 0.0,
         augment: Any = None,
+        consistency: float | None = None,
+        consistency_views: int = 2,
         balance: str | None = None,
         batch_size: int = 32,
         monitor: str = "val_accuracy",
@@ -180,6 +188,15 @@ class Trainer:
                 f"augment must be an augmenter with augment_batch() or a callable on image batches, got "
                 f"{type(augment).__name__}."
             )
+        if consistency is not None:
+            if isinstance(consistency, bool) or not isinstance(consistency, (int, float)) or consistency < 0:
+                raise ConfigurationError(f"consistency (λ) must be a non-negative number or None, got {consistency!r}.")
+            if augment is None:
+                raise ConfigurationError(
+                    "consistency training compares clean and augmented views: give augment= too, e.g. "
+                    "augment=bloodcell.augment.AugMix()."
+                )
+        _check_positive("consistency_views", consistency_views, integer=True)
         if not (isinstance(model, keras.Model) or callable(model)):
             raise InvalidDtypeError(
                 f"Trainer() takes a keras.Model or a function that builds one, got {type(model).__name__}."
@@ -195,6 +212,8 @@ class Trainer:
         self.loss = loss
         self.label_smoothing = float(label_smoothing)
         self.augment = augment
+        self.consistency = None if consistency is None else float(consistency)
+        self.consistency_views = int(consistency_views)
         self.balance = balance
         self.batch_size = int(batch_size)
         self.monitor = monitor
@@ -215,6 +234,7 @@ class Trainer:
 
         self._user_model: keras.Model | None = None
         self.model = self._place_model(model)
+        self._fit_model = self.model  # what Keras trains: the model, or a consistency wrapper around it
         self.history: dict[str, list[float]] = {}  # all phases, epoch after epoch
         self.epochs_done = 0
 
@@ -334,6 +354,8 @@ class Trainer:
             "loss",
             "label_smoothing",
             "augment",
+            "consistency",
+            "consistency_views",
             "balance",
             "batch_size",
             "monitor",
@@ -429,14 +451,21 @@ class Trainer:
 
     def _compile(self, learning_rate: Any) -> None:
         with self.strategy.scope():
-            self.model.compile(
+            fit_model = self.model
+            if self.consistency is not None:
+                from bloodcell.augment import ConsistencyModel
+
+                # Shares the classifier's weights: training the wrapper trains self.model.
+                fit_model = ConsistencyModel(self.model, weight=self.consistency)
+            fit_model.compile(
                 optimizer=self._make_optimizer(learning_rate),
                 loss=self._make_loss(),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                 jit_compile=self.jit_compile,
                 steps_per_execution=self.steps_per_execution,
             )
-            self.model.optimizer.build(self.model.trainable_variables)
+            fit_model.optimizer.build(fit_model.trainable_variables)
+        self._fit_model = fit_model
 
     # ------------------------------------------------------------------ data
     def _seed_everything(self, phase: str) -> None:
@@ -496,13 +525,20 @@ class Trainer:
             train,
             batch_size=self.global_batch_size,
             shuffle=False,  # the order above is already shuffled, per epoch
-            augment=self.augment,
+            augment=self._pipeline_augment(),
             one_hot=True,
             seed=aug_seed,
             drop_remainder=True,
             indices=order,
         )
         return self._distribute_options(ds)
+
+    def _pipeline_augment(self) -> Any:
+        if self.consistency is None:
+            return self.augment
+        from bloodcell.augment import MultiView
+
+        return MultiView(self.augment, num_views=self.consistency_views)
 
     def _eval_dataset(self, data: BloodCellDataset) -> Any:
         return self._distribute_options(to_tf_dataset(data, batch_size=self.global_batch_size, one_hot=True))
@@ -558,6 +594,7 @@ class Trainer:
             ema=ema_cb,
             signature=signature,
             offset=signature["offset"],
+            target=self.model if self._fit_model is not self.model else None,
         )
         return [*presets, *self.callbacks, state], state
 
@@ -613,6 +650,7 @@ class Trainer:
             "replicas": self.num_replicas,
             "seed": self.seed,
             "balance": self.balance,
+            "consistency": self.consistency,
             "epochs": epochs,
             "offset": offset,
         }
@@ -626,7 +664,7 @@ class Trainer:
             saved_state, arrays = saved
             _check_signature(saved_state.get("signature", {}), signature, directory)
             with self.strategy.scope():
-                state.restore(self.model, saved_state, arrays)
+                state.restore(self._fit_model, saved_state, arrays)
             done = state.epochs_done
             if saved_state.get("stopped_early") or done >= epochs:
                 if self.verbose:
@@ -639,8 +677,8 @@ class Trainer:
 
         train_ds = self._train_dataset(train_used, done, epochs, steps)
         val_ds = self._eval_dataset(val) if val is not None else None
-        with _keras_multi_worker_fix(self.model, self.strategy):
-            self.model.fit(
+        with _keras_multi_worker_fix(self._fit_model, self.strategy):
+            self._fit_model.fit(
                 train_ds,
                 validation_data=val_ds,
                 epochs=offset + epochs,
@@ -760,7 +798,7 @@ def _load_chief_state(directory: Path | None) -> tuple[dict[str, Any], dict[str,
 
 
 def _check_signature(saved: dict[str, Any], current: dict[str, Any], directory: Path | None) -> None:
-    keys = ("phase", "train_size", "batch_size", "replicas", "seed", "balance")
+    keys = ("phase", "train_size", "batch_size", "replicas", "seed", "balance", "consistency")
     differ = [k for k in keys if k in saved and saved[k] != current[k]]
     if differ:
         detail = ", ".join(f"{k}: saved {saved[k]!r}, now {current[k]!r}" for k in differ)
