@@ -309,3 +309,28 @@ def test_detectors_by_name_in_a_dict(sample):
     rep = find_outliers(sample[:100], {"quality": ImageQuality(), "quality_strict": ImageQuality(dark=0.95)})
     assert list(rep.scores) == ["quality", "quality_strict"]
     assert rep.flags.sum() >= 0 and set(rep.timings) == {"quality", "quality_strict"}
+
+
+def test_label_issues_from_out_of_fold_probabilities(sample):
+    """Flipped labels are found when the (out-of-fold) model agrees with the true class."""
+    from bloodcell.outliers import LabelIssues
+
+    rng = np.random.default_rng(0)
+    true = sample.labels
+    # A plausible model: right class most probable for 90 % of cells, confused for the rest.
+    probs = rng.dirichlet(np.ones(8), len(true)) * 0.4
+    correct = rng.random(len(true)) < 0.9
+    probs[np.arange(len(true)), np.where(correct, true, (true + 3) % 8)] += 0.6
+    flipped = rng.choice(len(true), 20, replace=False)
+    noisy = true.copy()
+    noisy[flipped] = (noisy[flipped] + 1 + rng.integers(0, 7, 20)) % 8
+    noisy_data = sample.replace(labels=noisy)
+    det = LabelIssues(pred_probs=probs).fit(noisy_data)
+    flags = det.predict(noisy_data)
+    assert flags[flipped].mean() >= 0.85
+    assert flags[~np.isin(np.arange(len(true)), flipped)].mean() < 0.15
+    assert (det.score(noisy_data)[flags] > 0).all()
+    with pytest.raises(InvalidDataError, match="shape"):
+        LabelIssues(pred_probs=probs[:10]).fit(noisy_data)
+    with pytest.raises(ConfigurationError, match="labels"):
+        LabelIssues(pred_probs=probs).fit(sample.images)

@@ -1,4 +1,4 @@
-"""Outlier detection: duplicates, non-blood images, degenerate images and embedding outliers.
+"""Outlier detection: duplicates, non-blood images, degenerate images, embedding outliers, label issues.
 
 One detector interface in the scikit-learn manner (``fit``, ``score``, ``predict``, ``explain``)
 and :func:`find_outliers`, which runs several detectors and returns an :class:`OutlierReport`.
@@ -15,6 +15,7 @@ Example:
 from bloodcell.outliers.base import Detection, DuplicateGroup, OutlierDetector
 from bloodcell.outliers.duplicates import ExactDuplicates, NearDuplicates
 from bloodcell.outliers.embedding import EmbeddingOutliers, embed
+from bloodcell.outliers.labels import LabelIssues
 from bloodcell.outliers.perceptual import hamming_distances, hash_groups, perceptual_hash
 from bloodcell.outliers.quality import ImageQuality, quality_measures
 from bloodcell.outliers.report import OutlierReport, default_detectors, find_outliers
@@ -26,6 +27,7 @@ __all__ = [
     "EmbeddingOutliers",
     "ExactDuplicates",
     "ImageQuality",
+    "LabelIssues",
     "NearDuplicates",
     "OutlierDetector",
     "OutlierReport",
