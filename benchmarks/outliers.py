@@ -82,7 +82,9 @@ def generated_non_cells(n: int, rng: np.random.Generator, size: int = 96) -> np.
         if kind == 0:
             img = rng.integers(0, 256, (size, size, 3))
         elif kind == 1:
-            t = (np.sin(2 * np.pi * rng.uniform(2, 10) * (xx * np.cos(rng.uniform(0, 3)) + yy)) > 0)[..., None]
+            t = (np.sin(2 * np.pi * rng.uniform(2, 10) * (xx * np.cos(rng.uniform(0, 3)) + yy)) > 0)[
+                ..., None
+            ]
             img = np.where(t, c1, c2)
         else:
             t = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1))[..., None]
@@ -129,7 +131,8 @@ def build_set(train: bc.datasets.BloodCellDataset, val: bc.datasets.BloodCellDat
     pick = rng.choice(len(val), 200, replace=False)
     dark = (val.images[pick[:100]] * rng.uniform(0.1, 0.45, (100, 1, 1, 1))).astype(np.uint8)
     parts.append((dark, val.labels[pick[:100]], "dark"))
-    blurred = np.stack([blur(img, s) for img, s in zip(val.images[pick[100:]], rng.uniform(1.5, 3.0, 100))])
+    sigmas = rng.uniform(1.5, 3.0, 100)
+    blurred = np.stack([blur(img, s) for img, s in zip(val.images[pick[100:]], sigmas, strict=True)])
     parts.append((blurred, val.labels[pick[100:]], "blurred"))
     src = rng.choice(len(train), 200, replace=False)
     exact_labels = train.labels[src[:100]].copy()
@@ -144,7 +147,9 @@ def build_set(train: bc.datasets.BloodCellDataset, val: bc.datasets.BloodCellDat
 
     images = np.concatenate([train.images] + [p[0] for p in parts])
     labels = np.concatenate([train.labels] + [p[1] for p in parts])
-    kinds = np.concatenate([np.full(len(train), "real", "<U20")] + [np.full(len(p[0]), p[2], "<U20") for p in parts])
+    kinds = np.concatenate(
+        [np.full(len(train), "real", "<U20")] + [np.full(len(p[0]), p[2], "<U20") for p in parts]
+    )
     # Real PBC images that are byte-identical to an earlier real image are true duplicates.
     real_groups = bc.datasets.identical_groups(train.images)
     _, first = np.unique(real_groups, return_index=True)
@@ -165,7 +170,9 @@ def evaluate(flags: np.ndarray, reasons: list[tuple[str, ...]], kinds: np.ndarra
         for i in np.flatnonzero(mask & flags):
             for r in reasons[i]:
                 by_reason[r] = by_reason.get(r, 0) + 1
-        rows[kind] = dict(n=int(mask.sum()), flagged=int(caught.sum()), rate=float(caught.mean()), by_reason=by_reason)
+        rows[kind] = dict(
+            n=int(mask.sum()), flagged=int(caught.sum()), rate=float(caught.mean()), by_reason=by_reason
+        )
     reason_rows = {}
     for r in sorted({r for rs in reasons for r in rs}):
         idx = np.array([r in rs for rs in reasons])
@@ -215,29 +222,39 @@ def extractors(which: list[str], train: bc.datasets.BloodCellDataset, epochs: in
         keras.utils.set_random_seed(seed)
         out["random-init MobileNetV3Small"] = (
             keras.applications.MobileNetV3Small(
-                input_shape=(96, 96, 3), include_top=False, weights=None, pooling="avg", include_preprocessing=True
+                input_shape=(96, 96, 3),
+                include_top=False,
+                weights=None,
+                pooling="avg",
+                include_preprocessing=True,
             ),
             0.0,
         )
     if "trained" in which:
         keras.utils.set_random_seed(seed)
         model, features = small_cnn()
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         ds = bc.datasets.to_tf_dataset(train, batch_size=64, shuffle=True, seed=seed)
         start = time.perf_counter()
         hist = model.fit(ds, epochs=epochs, verbose=0)
         took = time.perf_counter() - start
         acc = hist.history["accuracy"][-1]
-        print(f"small CNN trained from scratch on {len(train)} real cells: {epochs} epochs, {took:.0f} s, "
-              f"final train accuracy {acc:.3f}")
+        print(
+            f"small CNN trained from scratch on {len(train)} real cells: {epochs} epochs, {took:.0f} s, "
+            f"final train accuracy {acc:.3f}"
+        )
         out[f"small CNN trained {epochs} epochs (train acc {acc:.2f})"] = (features, took)
     return out
 
 
 def run_cleanvision(data: bc.datasets.BloodCellDataset, kinds: np.ndarray) -> None:
     try:
-        from cleanvision import Imagelab
         import cleanvision
+        from cleanvision import Imagelab
     except ImportError:
         print("\ncleanvision is not installed (pip install cleanvision); skipped.")
         return
@@ -269,15 +286,26 @@ def run_cleanvision(data: bc.datasets.BloodCellDataset, kinds: np.ndarray) -> No
     flags = frame.any(axis=1)
     names = [c[3:-6] for c in cols]
     for i in np.flatnonzero(flags):
-        reasons[i] = tuple(n for n, f in zip(names, frame[i]) if f)
-    print(f"\ncleanvision {cleanvision.__version__}: find_issues {took:.1f} s (writing the PNG files took {write_s:.1f} s more)")
-    print_eval(f"cleanvision {cleanvision.__version__} (default issue types, first of each duplicate set kept)", evaluate(flags, reasons, kinds), took)
+        reasons[i] = tuple(n for n, f in zip(names, frame[i], strict=False) if f)
+    print(
+        f"\ncleanvision {cleanvision.__version__}: find_issues {took:.1f} s "
+        f"(writing the PNG files took {write_s:.1f} s more)"
+    )
+    print_eval(
+        f"cleanvision {cleanvision.__version__} (default issue types, first of each duplicate set kept)",
+        evaluate(flags, reasons, kinds),
+        took,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder holding pbc96/")
-    parser.add_argument("--embeddings", default="random,trained", help="comma list of random,trained, or none")
+    parser.add_argument(
+        "--embeddings", default="random,trained", help="comma list of random,trained, or none"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="epochs for the from-scratch CNN")
     parser.add_argument("--cleanvision", action="store_true", help="also run cleanvision on the same set")
     parser.add_argument("--gallery", default=None, help="write the report's PNG gallery here")
@@ -291,21 +319,27 @@ def main() -> None:
             "https://data.mendeley.com/datasets/snkd93bnjr/1), prepare 96-px class folders as described in "
             "shared/data/README.md, and pass their parent folder with --data."
         )
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load: {os.getloadavg()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"load: {os.getloadavg()}"
+    )
     start = time.perf_counter()
     train = bc.datasets.load_folder(root / "train")
     val = bc.datasets.load_folder(root / "val")
     data, kinds = build_set(train, val, seed=args.seed)
     print(f"built the set in {time.perf_counter() - start:.1f} s: {len(data)} images")
-    for kind, n in zip(*np.unique(kinds, return_counts=True)):
+    for kind, n in zip(*np.unique(kinds, return_counts=True), strict=False):
         print(f"  {kind:<22}{n:>6}")
 
     start = time.perf_counter()
     report = bc.outliers.find_outliers(data)
     took = time.perf_counter() - start
     print("\n" + report.summary())
-    print_eval("bloodcell default detectors (exact + near duplicates, image quality, stain profile)",
-               evaluate(report.flags, report.reasons, kinds), took)
+    print_eval(
+        "bloodcell default detectors (exact + near duplicates, image quality, stain profile)",
+        evaluate(report.flags, report.reasons, kinds),
+        took,
+    )
     for name, det in report.detections.items():
         ev = evaluate(det.flags, det.reasons, kinds)
         caught = {k: f"{v['flagged']}/{v['n']}" for k, v in ev["kinds"].items() if v["flagged"]}
@@ -314,17 +348,24 @@ def main() -> None:
         print("gallery:", report.plot(args.gallery))
 
     which = [w for w in args.embeddings.split(",") if w and w != "none"]
-    for label, (extractor, train_s) in extractors(which, train, args.epochs, args.seed).items():
+    for label, (extractor, _train_s) in extractors(which, train, args.epochs, args.seed).items():
         for method in ("isolation_forest", "lof"):
             det = bc.outliers.EmbeddingOutliers(extractor=extractor, method=method)
             start = time.perf_counter()
             emb = bc.outliers.find_outliers(data, [det])
             took = time.perf_counter() - start
-            print_eval(f"EmbeddingOutliers({method}) on {label} features, alone", evaluate(emb.flags, emb.reasons, kinds), took)
+            print_eval(
+                f"EmbeddingOutliers({method}) on {label} features, alone",
+                evaluate(emb.flags, emb.reasons, kinds),
+                took,
+            )
             both = emb.flags | report.flags
-            merged = [a + b for a, b in zip(report.reasons, emb.reasons)]
-            print_eval(f"default detectors + EmbeddingOutliers({method}) on {label}", evaluate(both, merged, kinds),
-                       took + sum(report.timings.values()))
+            merged = [a + b for a, b in zip(report.reasons, emb.reasons, strict=False)]
+            print_eval(
+                f"default detectors + EmbeddingOutliers({method}) on {label}",
+                evaluate(both, merged, kinds),
+                took + sum(report.timings.values()),
+            )
 
     if args.cleanvision:
         run_cleanvision(data, kinds)

@@ -67,7 +67,10 @@ def planted(sample: BloodCellDataset) -> tuple[BloodCellDataset, dict[str, np.nd
     parts["blank"] = (np.broadcast_to(colours[:, None, None], (4, 96, 96, 3)).copy(), np.zeros(4, np.int64))
     pick = rng.choice(n_real, 16, replace=False)
     parts["dark"] = ((sample.images[pick[:8]] * 0.3).astype(np.uint8), sample.labels[pick[:8]])
-    blurred = [np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2.0))) for im in sample.images[pick[8:]]]
+    blurred = [
+        np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2.0)))
+        for im in sample.images[pick[8:]]
+    ]
     parts["blurred"] = (np.stack(blurred), sample.labels[pick[8:]])
     near = []
     for im in sample.images[[3, 4]]:
@@ -253,12 +256,16 @@ def test_embedding_outliers_with_a_callable(sample, planted):
         return np.concatenate([batch.mean(axis=(1, 2)), batch.std(axis=(1, 2))], axis=1)
 
     for method in ("isolation_forest", "lof"):
-        det = EmbeddingOutliers(extractor=colour_stats, method=method, n_components=None, n_estimators=50).fit(data)
+        det = EmbeddingOutliers(
+            extractor=colour_stats, method=method, n_components=None, n_estimators=50
+        ).fit(data)
         scores = det.score(data)
         assert scores.shape == (len(data),)
         # The planted non-blood images rank above the typical real cell.
         assert np.median(scores[kinds["non_blood"]]) > np.percentile(scores[kinds["real"]], 90), method
-    per_class = EmbeddingOutliers(extractor=colour_stats, per_class=True, n_components=None, n_estimators=20).fit(sample)
+    per_class = EmbeddingOutliers(
+        extractor=colour_stats, per_class=True, n_components=None, n_estimators=20
+    ).fit(sample)
     assert len(per_class.models_) == 8
     with pytest.raises(ConfigurationError, match="labels"):
         EmbeddingOutliers(extractor=colour_stats, per_class=True).fit(sample.images)
@@ -334,3 +341,10 @@ def test_label_issues_from_out_of_fold_probabilities(sample):
         LabelIssues(pred_probs=probs[:10]).fit(noisy_data)
     with pytest.raises(ConfigurationError, match="labels"):
         LabelIssues(pred_probs=probs).fit(sample.images)
+
+
+def test_verbose_shows_progress(sample, capsys):
+    find_outliers(sample[:300], [ImageQuality(), NearDuplicates()], verbose=True)
+    out = capsys.readouterr()
+    assert "image_quality: 0 flagged" in out.out
+    assert "image quality: 300/300" in out.err and "phash: 300/300" in out.err

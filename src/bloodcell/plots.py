@@ -67,13 +67,13 @@ def outlier_gallery(
     subfigs = np.atleast_1d(fig.subfigures(n_rows, 1))
     if not rows:
         subfigs[0].suptitle("no image flagged", fontsize=11)
-    for sub, (reason, idx) in zip(subfigs, rows):
+    for sub, (reason, idx) in zip(subfigs, rows, strict=False):
         sub.suptitle(f"{reason} ({len(idx)} images)", fontsize=10, fontweight="bold", x=0.01, ha="left")
         axes = np.atleast_1d(sub.subplots(1, n_cols))
         for ax in axes:
             ax.axis("off")
         shown = np.sort(rng.choice(idx, n_cols, replace=False)) if len(idx) > n_cols else idx
-        for ax, i in zip(axes, shown):
+        for ax, i in zip(axes, shown, strict=False):
             ax.imshow(dataset.images[i], interpolation="nearest")
             label = dataset.class_names[int(dataset.labels[i])]
             ax.set_title(f"#{i} {label}", fontsize=7)

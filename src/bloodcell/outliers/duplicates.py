@@ -48,7 +48,9 @@ def _group_detection(
         if group.label_conflict:
             flags[idx] = True
             for i in idx:
-                reasons[i] = (copy_reason, "label_conflict") if i != idx[0] or keep == "none" else ("label_conflict",)
+                reasons[i] = (
+                    (copy_reason, "label_conflict") if i != idx[0] or keep == "none" else ("label_conflict",)
+                )
         else:
             copies = idx if keep == "none" else idx[1:]
             flags[copies] = True
@@ -154,7 +156,8 @@ class NearDuplicates(OutlierDetector):
         bits = self.hash_size * self.hash_size if isinstance(self.hash_size, int) else 0
         if not isinstance(self.max_distance, (int, np.integer)) or not 0 <= self.max_distance < max(bits, 1):
             raise ConfigurationError(
-                f"max_distance must be a whole number of bits in [0, {bits}) for hash_size={self.hash_size!r}, "
+                f"max_distance must be a whole number of bits in [0, {bits}) "
+                f"for hash_size={self.hash_size!r}, "
                 f"got {self.max_distance!r}."
             )
 
@@ -165,7 +168,9 @@ class NearDuplicates(OutlierDetector):
         """The packed perceptual hash of each image, uint8 (N, hash_size**2 / 8)."""
         from bloodcell.outliers.base import as_image_data
 
-        return perceptual_hash(as_image_data(dataset).images, self.method, hash_size=self.hash_size, verbose=verbose)
+        return perceptual_hash(
+            as_image_data(dataset).images, self.method, hash_size=self.hash_size, verbose=verbose
+        )
 
     def _detect(self, data: ImageData, verbose: bool) -> Detection:
         self._check()

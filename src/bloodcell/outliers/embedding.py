@@ -18,7 +18,9 @@ Method = Literal["isolation_forest", "lof"]
 DEFAULT_THRESHOLDS = {"isolation_forest": 0.6, "lof": 2.0}
 
 
-def _resolve_extractor(extractor: Any, input_shape: tuple[int, ...], weights: Any) -> Callable[[np.ndarray], Any]:
+def _resolve_extractor(
+    extractor: Any, input_shape: tuple[int, ...], weights: Any
+) -> Callable[[np.ndarray], Any]:
     if isinstance(extractor, str):
         try:
             from bloodcell.models import feature_extractor
@@ -52,9 +54,7 @@ def _call(extractor: Any, batch: np.ndarray) -> np.ndarray:
     return out
 
 
-def embed(
-    images: np.ndarray, extractor: Any, *, batch_size: int = 128, verbose: bool = False
-) -> np.ndarray:
+def embed(images: np.ndarray, extractor: Any, *, batch_size: int = 128, verbose: bool = False) -> np.ndarray:
     """Features of each image from ``extractor`` (called on float32 batches of 0–255 pixels), float32 (N, D).
 
     Example:
@@ -150,8 +150,12 @@ class EmbeddingOutliers(OutlierDetector):
     def _check(self) -> None:
         if self.method not in DEFAULT_THRESHOLDS:
             raise ConfigurationError(f"method must be 'isolation_forest' or 'lof', got {self.method!r}.")
-        if self.n_components is not None and (not isinstance(self.n_components, int) or self.n_components < 1):
-            raise ConfigurationError(f"n_components must be a positive integer or None, got {self.n_components!r}.")
+        if self.n_components is not None and (
+            not isinstance(self.n_components, int) or self.n_components < 1
+        ):
+            raise ConfigurationError(
+                f"n_components must be a positive integer or None, got {self.n_components!r}."
+            )
 
     def embed(self, dataset: Any, *, verbose: bool = False) -> np.ndarray:
         """The raw features of each image, float32 (N, D)."""
@@ -171,7 +175,9 @@ class EmbeddingOutliers(OutlierDetector):
         from sklearn.neighbors import LocalOutlierFactor
 
         if self.method == "lof":
-            return LocalOutlierFactor(n_neighbors=int(min(self.n_neighbors, len(rows) - 1)), novelty=True).fit(rows)
+            return LocalOutlierFactor(
+                n_neighbors=int(min(self.n_neighbors, len(rows) - 1)), novelty=True
+            ).fit(rows)
         return IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state).fit(rows)
 
     def _fit(self, data: ImageData, verbose: bool) -> None:
@@ -179,7 +185,9 @@ class EmbeddingOutliers(OutlierDetector):
 
         self._check()
         if self.per_class and data.labels is None:
-            raise ConfigurationError("per_class=True needs labels: pass a BloodCellDataset, not a bare array.")
+            raise ConfigurationError(
+                "per_class=True needs labels: pass a BloodCellDataset, not a bare array."
+            )
         self._extractor = _resolve_extractor(self.extractor, tuple(data.images.shape[1:]), self.weights)
         feats = embed(data.images, self._extractor, batch_size=self.batch_size, verbose=verbose)
         unique, first = np.unique(feats, axis=0, return_index=True)
@@ -187,20 +195,24 @@ class EmbeddingOutliers(OutlierDetector):
         self.std_ = np.maximum(unique.std(axis=0), 1e-6)
         self.pca_ = None
         if self.n_components is not None and self.n_components < unique.shape[1]:
-            self.pca_ = PCA(self.n_components, random_state=self.random_state).fit((unique - self.mean_) / self.std_)
+            self.pca_ = PCA(self.n_components, random_state=self.random_state).fit(
+                (unique - self.mean_) / self.std_
+            )
         rows = self._project(unique)
         self._fitted = {}
         self.models_: dict[int, Any] = {}
-        groups = {-1: np.arange(len(rows))} if not self.per_class else {
-            int(c): np.flatnonzero(data.labels[first] == c) for c in np.unique(data.labels)
-        }
+        groups = (
+            {-1: np.arange(len(rows))}
+            if not self.per_class
+            else {int(c): np.flatnonzero(data.labels[first] == c) for c in np.unique(data.labels)}
+        )
         for key, idx in groups.items():
             if len(idx) < 3:
                 continue  # too few images in this class to judge; they are scored by no model (0)
             model = self._model(rows[idx])
             self.models_[key] = model
             if self.method == "lof":  # training LOF values (each image without itself as neighbour)
-                for row, v in zip(rows[idx], model.negative_outlier_factor_):
+                for row, v in zip(rows[idx], model.negative_outlier_factor_, strict=False):
                     self._fitted[(key, row.tobytes())] = -float(v)
         self._cache = FeatureCache()
         self._cache.put(data.images, feats)
@@ -208,7 +220,9 @@ class EmbeddingOutliers(OutlierDetector):
     def _detect(self, data: ImageData, verbose: bool) -> Detection:
         self._check()
         if self.per_class and data.labels is None:
-            raise ConfigurationError("per_class=True needs labels: pass a BloodCellDataset, not a bare array.")
+            raise ConfigurationError(
+                "per_class=True needs labels: pass a BloodCellDataset, not a bare array."
+            )
         feats = self._cache.get(data.images)  # scoring the fitted set: reuse its features
         if feats is None:
             feats = embed(data.images, self._extractor, batch_size=self.batch_size, verbose=verbose)
@@ -222,7 +236,7 @@ class EmbeddingOutliers(OutlierDetector):
             idx = np.flatnonzero(keys == key)
             if self.method == "lof":
                 known = [self._fitted.get((int(key), rows[i].tobytes())) for i in idx]
-                todo = [i for i, k in zip(idx, known) if k is None]
+                todo = [i for i, k in zip(idx, known, strict=False) if k is None]
                 scores[idx] = [k if k is not None else np.nan for k in known]
                 if todo:
                     scores[todo] = -model.score_samples(rows[todo])

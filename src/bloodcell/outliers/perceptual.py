@@ -43,7 +43,11 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 def _gray(images: np.ndarray) -> np.ndarray:
     """ITU-R 601 luminance, float32 (N, H, W)."""
-    return images[..., 0] * np.float32(0.299) + images[..., 1] * np.float32(0.587) + images[..., 2] * np.float32(0.114)
+    return (
+        images[..., 0] * np.float32(0.299)
+        + images[..., 1] * np.float32(0.587)
+        + images[..., 2] * np.float32(0.114)
+    )
 
 
 def perceptual_hash(
@@ -73,7 +77,9 @@ def perceptual_hash(
     if method not in ("phash", "dhash"):
         raise ConfigurationError(f"method must be 'phash' or 'dhash', got {method!r}.")
     if not isinstance(hash_size, (int, np.integer)) or hash_size < 2 or (hash_size * hash_size) % 8:
-        raise ConfigurationError(f"hash_size must be an integer ≥ 2 with hash_size**2 divisible by 8, got {hash_size!r}.")
+        raise ConfigurationError(
+            f"hash_size must be an integer ≥ 2 with hash_size**2 divisible by 8, got {hash_size!r}."
+        )
     out = np.empty((len(images), hash_size * hash_size // 8), np.uint8)
     if method == "phash":
         # Area resize to a 4·hash_size square, then the lowest hash_size DCT-II frequencies: both
@@ -167,7 +173,9 @@ def hash_groups(
             local = np.arange(len(block))
             dist[local, local] = n_bits + 1
             dist[np.tril_indices(len(block), -1)] = n_bits + 1
-            nearest_u[start : start + len(block)] = np.minimum(nearest_u[start : start + len(block)], dist.min(axis=1))
+            nearest_u[start : start + len(block)] = np.minimum(
+                nearest_u[start : start + len(block)], dist.min(axis=1)
+            )
             np.minimum.at(nearest_u, np.arange(start, len(unique)), dist.min(axis=0))
             ii, jj = np.nonzero(dist <= max_distance)
             rows.append(ii + start)

@@ -44,7 +44,11 @@ def quality_measures(images: np.ndarray, *, verbose: bool = False) -> np.ndarray
             centred = flat - mean[:, None]
             contrast = np.sqrt(np.einsum("np,np->n", centred, centred) / flat.shape[1])
             lap = (
-                4 * lum[:, 1:-1, 1:-1] - lum[:, :-2, 1:-1] - lum[:, 2:, 1:-1] - lum[:, 1:-1, :-2] - lum[:, 1:-1, 2:]
+                4 * lum[:, 1:-1, 1:-1]
+                - lum[:, :-2, 1:-1]
+                - lum[:, 2:, 1:-1]
+                - lum[:, 1:-1, :-2]
+                - lum[:, 1:-1, 2:]
             ).reshape(n, -1)
             lap -= lap.mean(axis=1, keepdims=True)
             lap_std = np.sqrt(np.einsum("np,np->n", lap, lap) / lap.shape[1])
@@ -133,7 +137,7 @@ class ImageQuality(OutlierDetector):
         self._cache = FeatureCache()
         measures = self._cache.put(data.images, quality_measures(data.images, verbose=verbose))
         typical = np.median(np.unique(measures, axis=0), axis=0)
-        self.typical_ = dict(zip(MEASURES, typical.tolist()))
+        self.typical_ = dict(zip(MEASURES, typical.tolist(), strict=False))
 
     def ratios(self, dataset: object, *, verbose: bool = False) -> dict[str, np.ndarray]:
         """Each image's ratio to typical for every check (the quantities the cut-offs apply to)."""
@@ -159,7 +163,8 @@ class ImageQuality(OutlierDetector):
         ratios = self.ratios(data, verbose=verbose)
         n = len(data.images)
         severity = {
-            r: (float(c) / np.maximum(ratios[r], 1e-3) if c is not None else np.zeros(n)) for r, c in cut.items()
+            r: (float(c) / np.maximum(ratios[r], 1e-3) if c is not None else np.zeros(n))
+            for r, c in cut.items()
         }
         flagged = {r: s >= 1.0 for r, s in severity.items()}
         # A blank image has neither edges nor colour to judge: call it low-information only.

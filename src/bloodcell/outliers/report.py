@@ -99,7 +99,10 @@ class OutlierReport:
 
     @property
     def indices(self) -> np.ndarray:
-        """Positions of the flagged images, ascending: ``dataset.drop(report.indices) == report.clean(dataset)``."""
+        """Positions of the flagged images, ascending.
+
+        ``dataset.drop(report.indices)`` is ``report.clean(dataset)``.
+        """
         return np.flatnonzero(self.flags)
 
     @property
@@ -157,7 +160,9 @@ class OutlierReport:
         if groups:
             conflicts = sum(g.label_conflict for g in groups)
             kinds = ", ".join(
-                f"{sum(g.kind == k for g in groups)} {k}" for k in ("exact", "near") if any(g.kind == k for g in groups)
+                f"{sum(g.kind == k for g in groups)} {k}"
+                for k in ("exact", "near")
+                if any(g.kind == k for g in groups)
             )
             lines.append(f"duplicate groups: {kinds} ({conflicts} with conflicting labels)")
         if self.timings:
@@ -165,7 +170,9 @@ class OutlierReport:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"OutlierReport(n={len(self.dataset)}, flagged={int(self.flags.sum())}, counts={self.counts()})"
+        return (
+            f"OutlierReport(n={len(self.dataset)}, flagged={int(self.flags.sum())}, counts={self.counts()})"
+        )
 
     def to_csv(self, path: str | os.PathLike[str]) -> str:
         """Write one row per image (written atomically): index, id, label, flagged, reasons, scores, groups.
@@ -183,7 +190,16 @@ class OutlierReport:
         writer = csv.writer(buf, lineterminator="\n")
         names = list(self.detections)
         writer.writerow(
-            ["index", "id", "label", "class", "flagged", "reasons", *[f"score_{n}" for n in names], *group_cols]
+            [
+                "index",
+                "id",
+                "label",
+                "class",
+                "flagged",
+                "reasons",
+                *[f"score_{n}" for n in names],
+                *group_cols,
+            ]
         )
         flags, reasons, scores = self.flags, self.reasons, self.scores
         for i in range(len(data)):
@@ -204,7 +220,10 @@ class OutlierReport:
         return os.fspath(path)
 
     def plot(self, path: str | os.PathLike[str], *, per_reason: int = 8, seed: int | None = 0) -> str:
-        """Write a PNG gallery of flagged images, one row per reason (see :func:`bloodcell.plots.outlier_gallery`)."""
+        """Write a PNG gallery of flagged images, one row per reason.
+
+        See :func:`bloodcell.plots.outlier_gallery`; returns the path written.
+        """
         from bloodcell.plots import outlier_gallery
 
         return outlier_gallery(self.dataset, self.by_reason(), path, per_reason=per_reason, seed=seed)

@@ -51,7 +51,7 @@ def colour_features(images: np.ndarray, *, verbose: bool = False) -> np.ndarray:
             # 8-bit luminance fits uint16 (77 + 150 + 29 = 256); sorting 16-bit keys is a radix sort.
             c16 = c.astype(np.uint16)
             lum = np.sort((77 * c16[:, 0] + 150 * c16[:, 1] + 29 * c16[:, 2]) >> 8, axis=1)
-            for col, q in zip((7, 8, 9), (0.05, 0.5, 0.95)):
+            for col, q in zip((7, 8, 9), (0.05, 0.5, 0.95), strict=False):
                 out[start : start + n, col] = lum[:, min(int(q * m), m - 1)]
             bar.update(n)
     return out
@@ -107,7 +107,11 @@ class StainProfile(OutlierDetector):
         k = self.n_neighbors
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigurationError(f"n_neighbors must be a positive integer, got {k!r}.")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or self.threshold <= 0:
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, (int, float))
+            or self.threshold <= 0
+        ):
             raise ConfigurationError(f"threshold must be a positive number, got {self.threshold!r}.")
 
     def _kth_distance(self, z: np.ndarray) -> np.ndarray:
@@ -124,7 +128,9 @@ class StainProfile(OutlierDetector):
         feats = self._cache.put(data.images, colour_features(data.images, verbose=verbose))
         unique = np.unique(feats, axis=0)
         if len(unique) < 3:
-            raise EmptyDatasetError(f"StainProfile needs at least 3 distinct images to learn from, got {len(unique)}.")
+            raise EmptyDatasetError(
+                f"StainProfile needs at least 3 distinct images to learn from, got {len(unique)}."
+            )
         self.center_ = np.median(unique, axis=0)
         # MAD scaled to a standard deviation; floored so a constant feature cannot divide by ~0.
         self.scale_ = np.maximum(1.4826 * np.median(np.abs(unique - self.center_), axis=0), 0.5)
