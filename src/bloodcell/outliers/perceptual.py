@@ -1,10 +1,10 @@
-"""Perceptual hashes (pHash, dHash) of image batches, and the pairs of hashes within a Hamming distance.
+"""Perceptual hashes (pHash, dHash) of image batches, and groups of hashes within a Hamming distance.
 
-Written here with NumPy/SciPy rather than taken from ``imagehash`` because that package hashes one
-PIL image at a time; these functions hash a whole uint8 batch with a few array operations
-(area resize and DCT folded into two small matrix products): 3× faster than ``imagehash`` on the
-11,919 pbc96 training images in the project's benchmark, with no per-image Python loop. The hashes follow the same recipes (pHash: the signs of the lowest
-DCT frequencies against their median; dHash: the signs of horizontal gradients).
+Written here with NumPy rather than taken from ``imagehash`` because that package hashes one PIL
+image at a time; these functions hash a whole uint8 batch with a few array operations (area resize
+and DCT folded into two small matrix products): 3× faster than ``imagehash`` on the 11,919 pbc96
+training images in the project's benchmark. The hashes follow the same recipes (pHash: the signs
+of the lowest DCT frequencies against their median; dHash: the signs of horizontal gradients).
 """
 
 from __future__ import annotations
