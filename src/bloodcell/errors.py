@@ -68,3 +68,7 @@ class WeightsUnavailableError(BloodcellError, RuntimeError):
 
 class ConfigurationError(BloodcellError, ValueError):
     """Arguments that cannot work together (a keyword out of range, an unknown option...)."""
+
+
+class NotFittedError(BloodcellError, ValueError, AttributeError):
+    """A detector or model used before ``fit`` (like scikit-learn's ``NotFittedError``)."""
