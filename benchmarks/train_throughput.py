@@ -7,7 +7,8 @@ For each backbone, the same classifier (random weights, 96×96 inputs, the seed 
   uint8 images gathered, augmented in ``tf.data`` and fed batch by batch.
 
 Both run in this process, one after the other, on the same real images. Images per second are
-measured over whole epochs after a warm-up epoch (the first epoch builds the graph). The ratio
+measured over whole epochs after a warm-up epoch (the first epoch builds the graph), as the
+median over the timed epochs (robust to a burst of load from other processes). The ratio
 Trainer / baseline is the figure of merit (goal ≥ 0.95): augmentation must hide behind the model.
 
 Usage::
@@ -109,7 +110,7 @@ def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
     y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
     timer = EpochTimes()
     model.fit(x, y, batch_size=batch_size, epochs=epochs + 1, shuffle=True, callbacks=[timer], verbose=0)
-    return len(data) / float(np.mean(timer.seconds[1:]))  # whole batches only (see main)
+    return len(data) / float(np.median(timer.seconds[1:]))  # whole batches only (see main)
 
 
 def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
@@ -130,7 +131,7 @@ def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
         verbose=0,
     )
     trainer.fit(data, None, epochs=epochs + 1)
-    return len(data) / float(np.mean(timer.seconds[1:]))
+    return len(data) / float(np.median(timer.seconds[1:]))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
