@@ -70,7 +70,12 @@ def test_registry_holds_every_required_entry() -> None:
 
 def test_list_backbones_wildcards_are_case_and_separator_insensitive() -> None:
     assert list_backbones("efficientnetb*") == [f"efficientnetb{i}" for i in range(8)]
-    assert list_backbones("EfficientNet_V2_B?") == ["efficientnetv2b0", "efficientnetv2b1", "efficientnetv2b2", "efficientnetv2b3"]
+    assert list_backbones("EfficientNet_V2_B?") == [
+        "efficientnetv2b0",
+        "efficientnetv2b1",
+        "efficientnetv2b2",
+        "efficientnetv2b3",
+    ]
     assert list_backbones("*net121") == ["densenet121"]
     assert list_backbones("no-such-thing*") == []
     assert list_backbones(family="mobilenetv3") == ["mobilenetv3large", "mobilenetv3small"]
@@ -79,7 +84,15 @@ def test_list_backbones_wildcards_are_case_and_separator_insensitive() -> None:
 
 
 @pytest.mark.parametrize(
-    "alias", ["efficientnetv2s", "EfficientNetV2S", "efficientnet_v2_s", "EFFICIENTNET-V2-S", "tf_efficientnetv2_s", " EfficientNetV2-S "]
+    "alias",
+    [
+        "efficientnetv2s",
+        "EfficientNetV2S",
+        "efficientnet_v2_s",
+        "EFFICIENTNET-V2-S",
+        "tf_efficientnetv2_s",
+        " EfficientNetV2-S ",
+    ],
 )
 def test_names_and_aliases_resolve_to_one_entry(alias: str) -> None:
     assert get_spec(alias) is get_spec("efficientnetv2s")
@@ -101,7 +114,12 @@ def test_specs_describe_the_keras_constructors() -> None:
     v2s = get_spec("efficientnetv2s")
     assert v2s.constructor == "keras.applications.EfficientNetV2S"
     assert v2s.get_constructor() is keras.applications.EfficientNetV2S
-    assert (v2s.family, v2s.min_size, v2s.preprocessing, v2s.input_range) == ("efficientnetv2", 32, "none", (0.0, 255.0))
+    assert (v2s.family, v2s.min_size, v2s.preprocessing, v2s.input_range) == (
+        "efficientnetv2",
+        32,
+        "none",
+        (0.0, 255.0),
+    )
     assert v2s.params == 20_331_360 and v2s.pretrained == ("imagenet",)
     assert dict(v2s.constructor_kwargs) == {"include_top": False, "include_preprocessing": True}
     # the two entries whose networks do not preprocess 0-255 themselves
@@ -290,7 +308,9 @@ def _tiny_image_model() -> bc.backbones.ImageModel:
 def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) -> None:
     import tensorflow as tf
 
-    data = bc.datasets.BloodCellDataset(bc.datasets.resize_images(small_sample.images, 16), small_sample.labels)
+    data = bc.datasets.BloodCellDataset(
+        bc.datasets.resize_images(small_sample.images, 16), small_sample.labels
+    )
     model = _tiny_image_model()
     scaled = data.images.astype("float32") / 255.0
     with pytest.warns(PixelRangeWarning):
@@ -298,7 +318,11 @@ def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) ->
     with pytest.warns(PixelRangeWarning):  # also checked: validation data
         model.fit(data.images, data.labels, validation_data=(scaled, data.labels), epochs=1, verbose=0)
     with pytest.warns(PixelRangeWarning):
-        model.fit(bc.datasets.to_tf_dataset(data, batch_size=8).map(lambda x, y: (x / 255.0, y)), epochs=1, verbose=0)
+        model.fit(
+            bc.datasets.to_tf_dataset(data, batch_size=8).map(lambda x, y: (x / 255.0, y)),
+            epochs=1,
+            verbose=0,
+        )
     with pytest.warns(PixelRangeWarning):
         model.evaluate(scaled, data.labels, verbose=0)
     with pytest.warns(PixelRangeWarning):
@@ -352,7 +376,7 @@ def test_keras_h5_weight_files_load(tmp_path, tiny_backbone) -> None:
     # Keras's downloaded ImageNet files are legacy .h5 weights of the bare application
     tiny_backbone.network.save(tmp_path / "legacy.h5")
     loaded = create("mobilenetv3small", SMALL, weights=str(tmp_path / "legacy.h5"))
-    for a, b in zip(loaded.network.get_weights(), tiny_backbone.network.get_weights()):
+    for a, b in zip(loaded.network.get_weights(), tiny_backbone.network.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -372,12 +396,18 @@ def test_weights_file_errors(tmp_path, tiny_backbone) -> None:
 
 
 def _momenta(backbone) -> set[float]:
-    return {layer.momentum for layer in backbone_layers(backbone) if isinstance(layer, keras.layers.BatchNormalization)}
+    return {
+        layer.momentum
+        for layer in backbone_layers(backbone)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
 
 
 def test_from_scratch_batchnorm_momentum(tiny_backbone, tmp_path) -> None:
     assert _momenta(tiny_backbone) == {0.9}  # weights=None: from-scratch friendly
-    assert _momenta(create("mobilenetv3small", SMALL, weights=None, batchnorm_momentum=None)) == {0.999}  # Keras's
+    assert _momenta(create("mobilenetv3small", SMALL, weights=None, batchnorm_momentum=None)) == {
+        0.999
+    }  # Keras's
     assert _momenta(create("mobilenetv3small", SMALL, weights=None, batchnorm_momentum=0.95)) == {0.95}
     tiny_backbone.save_weights(tmp_path / "w.weights.h5")  # pretrained weights: Keras's own momentum
     assert _momenta(create("mobilenetv3small", SMALL, weights=tmp_path / "w.weights.h5")) == {0.999}
@@ -428,7 +458,9 @@ def test_freeze_first_120_conv_layers_like_the_seed(v2s) -> None:
 @pytest.mark.parametrize("n", [220, 420, 513])
 def test_freeze_first_n_layers_of_any_kind(v2s, n) -> None:
     freeze(v2s, layers=n)
-    assert [not layer.trainable for layer in backbone_layers(v2s)[1:]] == [True] * (n - 1) + [False] * (513 - n)
+    assert [not layer.trainable for layer in backbone_layers(v2s)[1:]] == [True] * (n - 1) + [False] * (
+        513 - n
+    )
     summary = trainable_summary(v2s)
     assert (summary.frozen_layers, summary.last_frozen_index) == (n, n - 1)
 
@@ -438,7 +470,9 @@ def test_frozen_batchnorm_can_keep_training(v2s) -> None:
     frozen_part = backbone_layers(v2s)[1:361]  # the input layer is left alone
     bns = [layer for layer in frozen_part if isinstance(layer, keras.layers.BatchNormalization)]
     assert bns and all(layer.trainable for layer in bns)
-    assert not any(layer.trainable for layer in frozen_part if not isinstance(layer, keras.layers.BatchNormalization))
+    assert not any(
+        layer.trainable for layer in frozen_part if not isinstance(layer, keras.layers.BatchNormalization)
+    )
 
 
 def test_unfreeze_and_freeze_errors(v2s) -> None:
@@ -446,7 +480,9 @@ def test_unfreeze_and_freeze_errors(v2s) -> None:
     assert trainable_summary(v2s).trainable_params == 0
     unfreeze(v2s, last=10, train_batchnorm=False)
     layers = backbone_layers(v2s)
-    start = [i for i, layer in enumerate(layers) if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D")][-10]
+    start = [i for i, layer in enumerate(layers) if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D")][
+        -10
+    ]
     assert not any(layer.trainable for layer in layers[1:start])
     assert all(
         layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in layers[start:]
@@ -482,12 +518,12 @@ def test_frozen_layers_do_not_change_in_training(small_sample) -> None:
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     model.fit(data, small_sample.labels, batch_size=8, epochs=1, verbose=0)
     for layer in frozen:  # weights and BatchNorm statistics (inference mode) untouched
-        for old, new in zip(before[id(layer)], layer.weights):
+        for old, new in zip(before[id(layer)], layer.weights, strict=True):
             np.testing.assert_array_equal(old, new.numpy(), err_msg=layer.name)
     assert any(
         not np.array_equal(old, new.numpy())
         for layer in trained
-        for old, new in zip(before[id(layer)], layer.weights)
+        for old, new in zip(before[id(layer)], layer.weights, strict=True)
     )
 
 

@@ -23,7 +23,9 @@ def test_seed_head_matches_the_seed_study() -> None:
     assert {layer.activation.__name__ for layer in dense[:-1]} == {"relu"}
     assert dense[-1].activation.__name__ == "softmax"
     assert {layer.rate for layer in head.layers if isinstance(layer, keras.layers.Dropout)} == {0.3}
-    assert {layer.momentum for layer in head.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+    assert {
+        layer.momentum for layer in head.layers if isinstance(layer, keras.layers.BatchNormalization)
+    } == {0.9}
     probs = np.asarray(head(np.random.default_rng(0).normal(size=(4, 1280)).astype("float32")))
     assert probs.shape == (4, 8)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

@@ -46,7 +46,9 @@ def test_build_classifier_outputs_probabilities(seed_model, cells32) -> None:
     [(None, 0, 0), (5, 5, None), ({"layers": 30}, None, 30), ("all", 52, 157)],
 )
 def test_build_classifier_freeze_argument(freeze, frozen_conv, frozen_layers) -> None:
-    model = build_classifier("mobilenetv3small", head="linear", input_shape=SMALL, weights=None, freeze=freeze)
+    model = build_classifier(
+        "mobilenetv3small", head="linear", input_shape=SMALL, weights=None, freeze=freeze
+    )
     summary = trainable_summary(model)
     if frozen_conv is not None:
         assert summary.frozen_conv_layers == frozen_conv
@@ -87,7 +89,9 @@ def test_save_and_load_keep_predictions_and_frozen_layers(seed_model, cells32, t
     np.testing.assert_array_equal(loaded.predict(cells32, verbose=0), expected)
     assert trainable_summary(loaded).to_dict() == trainable_summary(seed_model).to_dict()
     assert loaded.backbone.preprocessing.mode == "none"
-    momenta = {layer.momentum for layer in bc.backbones.backbone_layers(loaded) if hasattr(layer, "moving_mean")}
+    momenta = {
+        layer.momentum for layer in bc.backbones.backbone_layers(loaded) if hasattr(layer, "moving_mean")
+    }
     assert momenta == {0.9}  # the from-scratch momentum is part of the saved model
     again = load_model(path, compile=False)
     eager = keras.ops.convert_to_numpy  # eager calls on both: the same kernels, so bit for bit again
@@ -166,6 +170,8 @@ def _from_scratch_accuracy(train, val, *, batchnorm_momentum, epochs: int) -> fl
         weights=None,
         batchnorm_momentum=batchnorm_momentum,
     )
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(bc.datasets.to_tf_dataset(train, batch_size=32, shuffle=True, seed=0), epochs=epochs, verbose=0)
     return float(model.evaluate(val.images, val.labels, verbose=0, return_dict=True)["accuracy"])

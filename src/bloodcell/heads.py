@@ -19,8 +19,9 @@ Example:
     >>> from bloodcell.heads import DenseStack, get_head
     >>> get_head("seed").units
     (1024, 512, 256, 128, 64, 32)
-    >>> DenseStack(units=(64,), dropout=0.2).describe()
-    'BatchNorm -> Dropout(0.2) -> [Dense(64, relu) -> Dropout(0.2) -> BatchNorm] -> Dense(num_classes, softmax)'
+    >>> print(DenseStack(units=(64,), dropout=0.2).describe())
+    BatchNorm -> Dropout(0.2) -> [Dense(64, relu) -> Dropout(0.2) -> BatchNorm]
+      -> Dense(num_classes, softmax)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from bloodcell.errors import ConfigurationError, InvalidDtypeError, UnknownNameError
 
@@ -108,8 +109,9 @@ class DenseStack:
         output_activation: Activation of the output layer (``"softmax"``: probabilities; None: logits).
 
     Example:
-        >>> DenseStack(units=(128, 32), dropout=0.5, batchnorm=False, input_batchnorm=False).describe()
-        'Dropout(0.5) -> [Dense(128, relu) -> Dropout(0.5)] -> [Dense(32, relu) -> Dropout(0.5)] -> Dense(num_classes, softmax)'
+        >>> print(DenseStack(units=(128, 32), dropout=0.5, batchnorm=False, input_batchnorm=False).describe())
+        Dropout(0.5) -> [Dense(128, relu) -> Dropout(0.5)] -> [Dense(32, relu) -> Dropout(0.5)]
+          -> Dense(num_classes, softmax)
     """
 
     units: tuple[int, ...] = (256,)
@@ -178,7 +180,7 @@ class DenseStack:
         return {"type": type(self).__name__, **asdict(self)}
 
 
-HeadSpec = Union[Linear, DenseStack]
+HeadSpec = Linear | DenseStack
 
 #: Named heads; :func:`build_head` and ``build_classifier(head=...)`` accept these names.
 HEAD_PRESETS: Mapping[str, HeadSpec] = MappingProxyType(

@@ -24,20 +24,11 @@ import keras
 
 from bloodcell.backbones.factory import create
 from bloodcell.backbones.freezing import freeze as freeze_layers
-from bloodcell.backbones.imagemodel import Backbone, ImageModel, find_backbone
-from bloodcell.backbones.preprocessing import PixelPreprocessing
+from bloodcell.backbones.imagemodel import ImageModel, find_backbone
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDtypeError
 from bloodcell.heads import DenseStack, HeadSpec, Linear, build_head
 
-__all__ = [
-    "Backbone",
-    "Classifier",
-    "ImageModel",
-    "PixelPreprocessing",
-    "build_classifier",
-    "feature_extractor",
-    "load_model",
-]
+__all__ = ["Classifier", "build_classifier", "feature_extractor", "load_model"]
 
 _POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 
@@ -74,7 +65,8 @@ class Classifier(ImageModel):
     Example:
         >>> import bloodcell as bc
         >>> backbone = bc.backbones.create("mobilenetv3small", input_shape=(32, 32, 3), weights=None)
-        >>> model = bc.models.Classifier(backbone, bc.heads.DenseStack(units=(64,), dropout=0.3), num_classes=8)
+        >>> head = bc.heads.DenseStack(units=(64,), dropout=0.3)
+        >>> model = bc.models.Classifier(backbone, head, num_classes=8)
         >>> [layer.name for layer in model.layers]
         ['pixels', 'mobilenetv3small', 'pooled', 'head']
         >>> model.output_shape
@@ -170,7 +162,7 @@ def build_classifier(
 ) -> Classifier:
     """Build a classifier: a registered backbone, global pooling and a head, optionally part-frozen.
 
-    The model takes images in 0–255 (uint8 or float32), shape (N, *input_shape), and returns class
+    The model takes images in 0–255 (uint8 or float32), shape ``(N, *input_shape)``, and returns class
     probabilities (N, num_classes). It is not compiled.
 
     Args:
@@ -264,7 +256,9 @@ def feature_extractor(
     if isinstance(model_or_backbone_name, str):
         backbone = create(model_or_backbone_name, input_shape=input_shape or (96, 96, 3), weights=weights)
         return ImageModel(
-            inputs=backbone.inputs, outputs=_pool(backbone.outputs[0], pooling), name=f"{backbone.name}_features"
+            inputs=backbone.inputs,
+            outputs=_pool(backbone.outputs[0], pooling),
+            name=f"{backbone.name}_features",
         )
     model = model_or_backbone_name
     if not isinstance(model, keras.Model):
@@ -278,7 +272,9 @@ def feature_extractor(
         )
     names = {sub.name for sub in model.layers}
     if "pooled" not in names and "head" not in names:  # a backbone (or any feature-map model)
-        return ImageModel(inputs=model.inputs, outputs=_pool(model.outputs[0], pooling), name=f"{model.name}_features")
+        return ImageModel(
+            inputs=model.inputs, outputs=_pool(model.outputs[0], pooling), name=f"{model.name}_features"
+        )
     outputs = _classifier_features(model, layer)
     return ImageModel(inputs=model.inputs, outputs=outputs, name=f"{model.name}_{layer}_features")
 
@@ -292,7 +288,9 @@ def _classifier_features(model: Any, layer: str) -> Any:
     head_layers = list(getattr(head, "layers", []))
     if layer == "penultimate":
         if len(head_layers) < 1:
-            raise ConfigurationError(f"Model {model.name!r} has no head of layers to take the penultimate output of.")
+            raise ConfigurationError(
+                f"Model {model.name!r} has no head of layers to take the penultimate output of."
+            )
         stop = len(head_layers) - 1
     elif layer in names:
         return model.get_layer(layer).output

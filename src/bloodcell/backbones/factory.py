@@ -34,7 +34,7 @@ from bloodcell.errors import (
 
 __all__ = ["FROM_SCRATCH_BATCHNORM_MOMENTUM", "WEIGHT_FILE_SUFFIXES", "create", "load_backbone_weights"]
 
-#: BatchNorm momentum used for backbones trained from scratch (``weights=None``, ``batchnorm_momentum="auto"``).
+#: BatchNorm momentum of backbones trained from scratch (``weights=None`` with ``batchnorm_momentum="auto"``).
 FROM_SCRATCH_BATCHNORM_MOMENTUM = 0.9
 
 #: The weight file types ``create(weights=path)`` reads.
@@ -61,7 +61,8 @@ def _check_input_shape(spec: BackboneSpec, input_shape: Any) -> tuple[int, int, 
     if min(height, width) < spec.min_size:
         raise ConfigurationError(
             f"Backbone {spec.name!r} needs images of at least {spec.min_size}x{spec.min_size} pixels, got "
-            f"input_shape={shape}. Upscale the images (bloodcell.datasets.resize_images) or pick another backbone."
+            f"input_shape={shape}. Upscale the images (bloodcell.datasets.resize_images) or pick another "
+            "backbone."
         )
     return shape
 
@@ -74,7 +75,8 @@ def _weights_kind(weights: Any) -> str:
     if isinstance(weights, (str, os.PathLike)):
         return "path"
     raise ConfigurationError(
-        f"weights must be 'imagenet', None or the path of a weights file, got {type(weights).__name__} {weights!r}."
+        "weights must be 'imagenet', None or the path of a weights file, got "
+        f"{type(weights).__name__} {weights!r}."
     )
 
 
@@ -89,13 +91,22 @@ def _download_failed(err: BaseException) -> bool:
     )
 
 
-def _offline_message(spec: BackboneSpec, err: BaseException) -> str:
-    from keras.src.backend import config as keras_config
+def _keras_cache_dir() -> Path:
+    """Where Keras caches downloaded weights (``$KERAS_HOME/models``, by default ``~/.keras/models``)."""
+    try:  # Keras's own answer (private API: fall back to its documented default)
+        from keras.src.backend.config import keras_home
 
+        home = keras_home()
+    except ImportError:  # pragma: no cover - depends on the Keras version
+        home = os.environ.get("KERAS_HOME", os.path.join("~", ".keras"))
+    return Path(os.path.expanduser(home)) / "models"
+
+
+def _offline_message(spec: BackboneSpec, err: BaseException) -> str:
     match = re.search(r"(https?://\S+?)(?::\s|\s|$)", str(err))
     url = match.group(1) if match else None
     fname = url.rsplit("/", 1)[-1] if url else None
-    cache = Path(os.path.expanduser(keras_config.keras_home())) / "models"
+    cache = _keras_cache_dir()
     where = f" (Keras fetches {url})" if url else ""
     file_hint = fname or "the weights file"
     return (
@@ -190,7 +201,9 @@ def create(
     constructor = spec.get_constructor()
     call_kwargs = {**spec.constructor_kwargs, **kwargs}
     try:
-        network = constructor(input_shape=shape, weights="imagenet" if kind == "imagenet" else None, **call_kwargs)
+        network = constructor(
+            input_shape=shape, weights="imagenet" if kind == "imagenet" else None, **call_kwargs
+        )
     except Exception as err:
         if kind == "imagenet" and _download_failed(err):
             raise WeightsUnavailableError(_offline_message(spec, err)) from err
@@ -227,7 +240,7 @@ def _check_weights_path(weights: Any) -> Path:
 
 def _copy_weights(source: Any, target: Any, path: Path) -> None:
     src, dst = source.get_weights(), target.get_weights()
-    if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst)):
+    if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst, strict=True)):
         raise IncompatibleWeightsError(
             f"The model in {str(path)!r} ({source.name!r}, {len(src)} weight arrays) does not match backbone "
             f"{target.name!r} ({len(dst)} weight arrays); it was saved from another architecture."

@@ -60,7 +60,9 @@ def _kind_names(kinds: Kinds) -> tuple[str, ...]:
         kinds = (kinds,)
     names = tuple(k if isinstance(k, str) else k.__name__ for k in kinds)
     if not names:
-        raise ConfigurationError("kinds must name at least one layer class, e.g. ('Conv2D', 'DepthwiseConv2D').")
+        raise ConfigurationError(
+            "kinds must name at least one layer class, e.g. ('Conv2D', 'DepthwiseConv2D')."
+        )
     return names
 
 
@@ -84,7 +86,9 @@ def _count(value: Any, what: str, maximum: int, of: str) -> int:
 
 def _check_one_of(a: Any, a_name: str, b: Any, b_name: str) -> None:
     if a is not None and b is not None:
-        raise ConfigurationError(f"Pass {a_name}= or {b_name}=, not both (got {a_name}={a!r}, {b_name}={b!r}).")
+        raise ConfigurationError(
+            f"Pass {a_name}= or {b_name}=, not both (got {a_name}={a!r}, {b_name}={b!r})."
+        )
 
 
 def freeze(
@@ -95,10 +99,11 @@ def freeze(
     kinds: Kinds = CONV_KINDS,
     train_batchnorm: bool = False,
 ) -> Any:
-    """Freeze the start of a backbone (in place): up to the ``first``-th layer of ``kinds``, or ``layers`` layers.
+    """Freeze the start of a backbone, in place: through its ``first``-th conv layer, or ``layers`` layers.
 
-    With neither ``first`` nor ``layers`` the whole backbone is frozen. Layers after the frozen part
-    are left as they are (use :func:`unfreeze` to make them trainable again).
+    Layers are counted as :func:`backbone_layers` lists them. With neither ``first`` nor ``layers``
+    the whole backbone is frozen. Layers after the frozen part are left as they are (use
+    :func:`unfreeze` to make them trainable again).
 
     Args:
         model: A backbone, a classifier holding one, or any Keras model.
@@ -236,7 +241,8 @@ class TrainableSummary:
         lines = [
             f"{self.name}: {self.frozen_layers} of {self.layers} backbone layers frozen",
             f"  {kinds}: {self.frozen_conv_layers} of {self.conv_layers} frozen",
-            f"  BatchNormalization: {self.frozen_batchnorm_layers} of {self.batchnorm_layers} frozen (inference mode)",
+            f"  BatchNormalization: {self.frozen_batchnorm_layers} of {self.batchnorm_layers} frozen"
+            " (inference mode)",
         ]
         if self.last_frozen is not None:
             lines.append(f"  last frozen layer: {self.last_frozen} (index {self.last_frozen_index})")

@@ -35,7 +35,7 @@ def check_image_shape(shape: tuple[int | None, ...], expected: tuple[int | None,
         >>> check_image_shape((8, 96, 96, 1), (None, 96, 96, 3), "predict()")
         Traceback (most recent call last):
         ...
-        bloodcell.errors.InvalidDataError: predict() got images of shape (8, 96, 96, 1) but the model takes (N, 96, 96, 3): ...
+        bloodcell.errors.InvalidDataError: predict() got images of shape (8, 96, 96, 1) but ...
     """
     shape = tuple(None if d is None else int(d) for d in shape)
     want = "(N, " + ", ".join("?" if d is None else str(d) for d in expected[1:]) + ")"
@@ -59,7 +59,9 @@ def check_image_shape(shape: tuple[int | None, ...], expected: tuple[int | None,
 
 
 def _compatible(shape: tuple[int | None, ...], expected: tuple[int | None, ...]) -> bool:
-    return len(shape) == len(expected) and all(a is None or b is None or a == b for a, b in zip(shape, expected))
+    return len(shape) == len(expected) and all(
+        a is None or b is None or a == b for a, b in zip(shape, expected, strict=True)
+    )
 
 
 def _first_images(x: Any) -> Any:
@@ -220,7 +222,6 @@ class Backbone(ImageModel):
     def output_features(self) -> int:
         """Channels of the feature maps (the pooled feature size)."""
         return int(self.outputs[0].shape[-1])
-
 
 
 def find_backbone(model: Any) -> Backbone | None:

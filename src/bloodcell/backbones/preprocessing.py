@@ -108,7 +108,9 @@ class PixelPreprocessing(keras.layers.Layer):
     def __init__(self, mode: str = "none", check_range: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in PREPROCESSING_MODES:
-            raise ConfigurationError(f"PixelPreprocessing mode must be one of {sorted(PREPROCESSING_MODES)}, got {mode!r}.")
+            raise ConfigurationError(
+                f"PixelPreprocessing mode must be one of {sorted(PREPROCESSING_MODES)}, got {mode!r}."
+            )
         self.mode = mode
         self.check_range = bool(check_range)
         self.built = True  # no weights

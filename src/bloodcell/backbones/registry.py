@@ -102,7 +102,12 @@ class BackboneSpec:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise once, here
         set_(self, "name", normalize_name(self.name))
-        set_(self, "aliases", tuple(dict.fromkeys(normalize_name(a) for a in self.aliases if normalize_name(a))))
+        set_(self, "family", str(self.family).lower())
+        set_(
+            self,
+            "aliases",
+            tuple(dict.fromkeys(normalize_name(a) for a in self.aliases if normalize_name(a))),
+        )
         set_(self, "constructor_kwargs", MappingProxyType(dict(self.constructor_kwargs)))
         set_(self, "pretrained", tuple(self.pretrained))
         set_(self, "input_range", tuple(float(v) for v in self.input_range))
@@ -294,8 +299,9 @@ def list_backbones(pattern: str = "*", *, family: str | None = None) -> list[str
         family: Only this family (``"efficientnet"``, ``"efficientnetv2"``, ``"mobilenetv3"``...).
 
     Example:
-        >>> list_backbones("efficientnetv2*")
-        ['efficientnetv2b0', 'efficientnetv2b1', 'efficientnetv2b2', 'efficientnetv2b3', 'efficientnetv2l', 'efficientnetv2m', 'efficientnetv2s']
+        >>> list_backbones("efficientnetv2*")  # doctest: +NORMALIZE_WHITESPACE
+        ['efficientnetv2b0', 'efficientnetv2b1', 'efficientnetv2b2', 'efficientnetv2b3',
+         'efficientnetv2l', 'efficientnetv2m', 'efficientnetv2s']
         >>> list_backbones(family="mobilenetv3")
         ['mobilenetv3large', 'mobilenetv3small']
     """
