@@ -239,7 +239,9 @@ def test_every_entry_builds_with_its_recorded_parameter_count(name) -> None:
     assert np.isfinite(np.asarray(backbone(np.full((1, *SMALL), 128, "uint8")))).all()
 
 
-@pytest.mark.parametrize("name", ["resnet50v2", "densenet121"])  # the two with bloodcell-side preprocessing
+@pytest.mark.parametrize(
+    "name", ["resnet50v2", pytest.param("densenet121", marks=pytest.mark.slow)]
+)  # the two entries whose preprocessing bloodcell does ("tf", "torch"; each mode is checked exactly above)
 def test_other_families_take_0_255_pixels(name) -> None:
     backbone = create(name, SMALL, weights=None)
     features = np.asarray(backbone(np.random.default_rng(1).integers(0, 256, (1, *SMALL)).astype("uint8")))
@@ -280,19 +282,30 @@ def test_wrong_images_at_predict_time_raise_invalid_data(tiny_backbone) -> None:
 # -- the 0-1 pixel check ------------------------------------------------------------------------------
 
 
-def test_unit_range_floats_warn_in_eager_calls_and_predict(tiny_backbone, small_sample) -> None:
+def test_unit_range_floats_warn_in_eager_calls(tiny_backbone, small_sample) -> None:
     pixels = np.asarray(bc.datasets.resize_images(small_sample.images[:4], 32))
     with pytest.warns(PixelRangeWarning, match="0-255"):
         tiny_backbone(pixels.astype("float32") / 255.0)
-    with pytest.warns(PixelRangeWarning):
-        tiny_backbone.predict(pixels.astype("float32") / 255.0, verbose=0)
     with pytest.warns(PixelRangeWarning):  # -1..1 is the same mistake
-        tiny_backbone.predict(pixels.astype("float32") / 127.5 - 1.0, verbose=0)
+        tiny_backbone(pixels.astype("float32") / 127.5 - 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PixelRangeWarning)
         tiny_backbone(pixels)  # uint8
-        tiny_backbone.predict(pixels.astype("float32"), verbose=0)  # floats in 0-255
-        tiny_backbone.predict(np.zeros((2, *SMALL), "float32"), verbose=0)  # black: no evidence either way
+        tiny_backbone(pixels.astype("float32"))  # floats in 0-255
+        tiny_backbone(np.zeros((2, *SMALL), "float32"))  # black: no evidence either way
+
+
+def test_unit_range_floats_warn_in_predict(small_sample) -> None:
+    pixels = bc.datasets.resize_images(small_sample.images[:4], 16)
+    model = _tiny_image_model()
+    with pytest.warns(PixelRangeWarning):
+        model.predict(pixels.astype("float32") / 255.0, verbose=0)
+    with pytest.warns(PixelRangeWarning):
+        model.predict_on_batch(pixels.astype("float32") / 255.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelRangeWarning)
+        model.predict(pixels, verbose=0)
+        model.predict(pixels.astype("float32"), verbose=0)
 
 
 def _tiny_image_model() -> bc.backbones.ImageModel:

@@ -256,7 +256,7 @@ def feature_extractor(
     if isinstance(model_or_backbone_name, str):
         backbone = create(model_or_backbone_name, input_shape=input_shape or (96, 96, 3), weights=weights)
         return ImageModel(
-            inputs=backbone.inputs,
+            inputs=_model_input(backbone),
             outputs=_pool(backbone.outputs[0], pooling),
             name=f"{backbone.name}_features",
         )
@@ -273,10 +273,17 @@ def feature_extractor(
     names = {sub.name for sub in model.layers}
     if "pooled" not in names and "head" not in names:  # a backbone (or any feature-map model)
         return ImageModel(
-            inputs=model.inputs, outputs=_pool(model.outputs[0], pooling), name=f"{model.name}_features"
+            inputs=_model_input(model),
+            outputs=_pool(model.outputs[0], pooling),
+            name=f"{model.name}_features",
         )
     outputs = _classifier_features(model, layer)
-    return ImageModel(inputs=model.inputs, outputs=outputs, name=f"{model.name}_{layer}_features")
+    return ImageModel(inputs=_model_input(model), outputs=outputs, name=f"{model.name}_{layer}_features")
+
+
+def _model_input(model: Any) -> Any:
+    # One input tensor rather than a one-element list, so the new model is called like the old one.
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
 def _classifier_features(model: Any, layer: str) -> Any:
