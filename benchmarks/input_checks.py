@@ -83,7 +83,7 @@ def main() -> None:
     print("| what | milliseconds |")
     print("|---|---|")
     for name, seconds in {**checks, **predict}.items():
-        print(f"| {name} | {seconds * 1000:.1f} |")
+        print(f"| {name} | {seconds * 1000:.2f} |")
     print(json.dumps({"images": len(data), "source": source, "checks_s": checks, "predict_s": predict}))
 
 

@@ -42,7 +42,9 @@ def check_image_shape(shape: tuple[int | None, ...], expected: tuple[int | None,
     got = f"{where} got images of shape {shape} but the model takes {want}"
     if len(shape) != len(expected):
         if len(shape) == len(expected) - 1 and _compatible(shape, expected[1:]):
-            raise InvalidDataError(f"{got}: that is one image; add a batch axis (images[None]).")
+            raise InvalidDataError(
+                f"{got}: that is one image; add a batch axis (images[None], or .batch() a tf.data.Dataset)."
+            )
         raise InvalidDataError(f"{got}: pass a batch of images, an array (N, height, width, channels).")
     channels, want_channels = shape[-1], expected[-1]
     if channels is not None and want_channels is not None and channels != want_channels:
