@@ -334,6 +334,7 @@ def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) ->
         model.fit(
             bc.datasets.to_tf_dataset(data, batch_size=8).map(lambda x, y: (x / 255.0, y)),
             epochs=1,
+            shuffle=False,
             verbose=0,
         )
     with pytest.warns(PixelRangeWarning):
@@ -342,9 +343,11 @@ def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) ->
         model.train_on_batch(scaled[:8], data.labels[:8])
     with warnings.catch_warnings():
         warnings.simplefilter("error", PixelRangeWarning)
-        model.fit(bc.datasets.to_tf_dataset(data, batch_size=8), epochs=1, verbose=0)  # float 0-255
+        model.fit(
+            bc.datasets.to_tf_dataset(data, batch_size=8), epochs=1, shuffle=False, verbose=0
+        )  # float 0-255
         uint8 = tf.data.Dataset.from_tensor_slices((data.images, data.labels)).batch(8)
-        model.fit(uint8, epochs=1, verbose=0)
+        model.fit(uint8, epochs=1, shuffle=False, verbose=0)
 
 
 # -- weights ------------------------------------------------------------------------------------------
