@@ -80,3 +80,7 @@ class BloodcellWarning(UserWarning):
 
 class PixelRangeWarning(BloodcellWarning):
     """Float images whose values all lie in [-1, 1] where a model expects pixels in 0–255."""
+
+
+class NotFittedError(BloodcellError, ValueError, AttributeError):
+    """A detector or model used before ``fit`` (like scikit-learn's ``NotFittedError``)."""
