@@ -22,13 +22,8 @@ def _resolve_extractor(
     extractor: Any, input_shape: tuple[int, ...], weights: Any
 ) -> Callable[[np.ndarray], Any]:
     if isinstance(extractor, str):
-        try:
-            from bloodcell.models import feature_extractor
-        except ImportError as err:  # pragma: no cover - depends on the installed version
-            raise ConfigurationError(
-                f"extractor={extractor!r} names a backbone, which needs bloodcell.models.feature_extractor "
-                f"({err}). Pass a Keras model or a callable mapping images to features instead."
-            ) from None
+        from bloodcell.models import feature_extractor
+
         return feature_extractor(extractor, input_shape=input_shape, weights=weights)
     if callable(extractor):
         return extractor
