@@ -19,18 +19,18 @@ def tiny_classifier(seed: int = 0, dropout: float = 0.0, num_classes: int = 8, b
     keras.utils.set_random_seed(seed)
     layers = [
         keras.Input((96, 96, 3)),
-        keras.layers.Rescaling(1 / 255.0),
+        keras.layers.Rescaling(1 / 255.0, name="rescale"),
         keras.layers.Conv2D(8, 3, strides=2, name="conv1"),
     ]
     if batchnorm:
         layers.append(keras.layers.BatchNormalization(name="bn1"))
     layers += [
-        keras.layers.ReLU(),
+        keras.layers.ReLU(name="relu1"),
         keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2"),
-        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.GlobalAveragePooling2D(name="gap"),
     ]
     if dropout:
-        layers.append(keras.layers.Dropout(dropout))
+        layers.append(keras.layers.Dropout(dropout, name="dropout"))
     layers.append(keras.layers.Dense(num_classes, activation="softmax", name="head"))
     return keras.Sequential(layers, name="tiny")
 

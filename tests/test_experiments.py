@@ -135,6 +135,11 @@ def _tiny_config(**changes):
     return base.replace(**changes)
 
 
+def _weighted_layers(model):
+    """The backbone's layers that hold weights (the input and activation layers have no flag that matters)."""
+    return [layer for layer in bc.backbones.backbone_layers(model) if layer.weights]
+
+
 def test_build_model_applies_freezing(tiny_backbone):
     model = _tiny_config(freeze=2).build_model()
     conv = {
@@ -144,8 +149,8 @@ def test_build_model_applies_freezing(tiny_backbone):
     }
     assert conv == {"conv0": False, "conv1": False, "conv2": True}
     model = _tiny_config(freeze=None, freeze_layers=3).build_model()
-    flags = [layer.trainable for layer in bc.backbones.backbone_layers(model)]
-    assert flags[:3] == [False] * 3 and all(flags[3:])
+    flags = {layer.name: layer.trainable for layer in _weighted_layers(model)}
+    assert flags == {"conv0": False, "bn0": True, "conv1": True, "bn1": True, "conv2": True, "bn2": True}
 
 
 def test_run_writes_its_folder_and_is_not_redone(tiny_backbone, splits, tmp_path):
@@ -207,3 +212,18 @@ def test_compare_tabulates_mean_and_std_over_seeds(tiny_backbone, splits, tmp_pa
     assert runs[0].history["loss"] != runs[1].history["loss"]  # the seeds change the training
     assert (tmp_path / "results.md").read_text().startswith("| Method | n | Accuracy (%)")
     assert (tmp_path / "results.csv").read_text().splitlines()[1].startswith("adam,2,")
+
+
+def test_two_phase_run_fine_tunes_the_end_of_the_backbone(tiny_backbone, splits, tmp_path):
+    train, val, test = splits
+    cfg = _tiny_config(freeze="all", epochs=1, fine_tune_epochs=1, fine_tune_unfreeze=1, fine_tune_learning_rate=1e-3)
+    keras_model = cfg.build_model()
+    assert not any(layer.trainable for layer in _weighted_layers(keras_model))
+    result = bc.experiments.run(cfg, train, val, test, seed=0, name="two-phase", output_dir=tmp_path, verbose=0)
+    assert result.history["epoch"] == [0, 1]
+    assert result.history["learning_rate"][1] == pytest.approx(1e-3)
+    assert (result.directory / "train" / "fine_tune" / "best.keras").exists()
+    model = result.load_model()
+    flags = {layer.name: layer.trainable for layer in _weighted_layers(model)}
+    assert flags["conv2"] and not flags["conv1"] and not flags["conv0"]
+    assert not flags["bn2"]  # BatchNorm stays in inference mode when fine-tuning

@@ -217,25 +217,20 @@ def test_fine_tune_unfreezes_and_recompiles(cells):
     assert trainer.history["epoch"] == [0, 1, 2] and len(trainer.history["loss"]) == 3
 
 
-def test_unfreeze_last_layers_keeps_frozen_batchnorm():
-    model = keras.Sequential(
-        [
-            keras.Input((8,)),
-            keras.layers.Dense(4, name="d1"),
-            keras.layers.BatchNormalization(name="bn"),
-            keras.layers.Dense(4, name="d2"),
-            keras.layers.Dense(2, name="d3"),
-        ]
-    )
+def test_fine_tune_unfreezes_a_number_of_layers(cells):
+    train, val = cells
+    model = tiny_classifier()
     model.trainable = False
-    n = bc.training.unfreeze_layers(model, 2)
-    assert [layer.trainable for layer in model.layers] == [False, False, True, True] and n == 2
-    bc.training.unfreeze_layers(model, "all")
-    assert not model.get_layer("bn").trainable and model.get_layer("d1").trainable
-    bc.training.unfreeze_layers(model, "all", train_batchnorm=True)
-    assert model.get_layer("bn").trainable
-    with pytest.raises(ConfigurationError):
-        bc.training.unfreeze_layers(model, "some")
+    trainer = bc.Trainer(model, batch_size=16, verbose=0, early_stopping_patience=None, restore_best=False)
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
+    trainer.fine_tune(train, val, unfreeze={"layers": 2}, learning_rate=1e-2, epochs=1)
+    flags = {layer.name: layer.trainable for layer in model.layers}
+    assert flags == {"rescale": False, "conv1": False, "bn1": False, "relu1": False, "conv2": False,
+                     "gap": True, "head": True}
+    np.testing.assert_array_equal(model.get_layer("conv2").get_weights()[0], before["conv2"][0])
+    assert not np.array_equal(model.get_layer("head").get_weights()[0], before["head"][0])
+    with pytest.raises(ConfigurationError, match="unfreeze"):
+        trainer.fine_tune(train, val, unfreeze="some", epochs=1)
 
 
 def test_predict_and_evaluate(cells):

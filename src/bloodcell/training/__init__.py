@@ -1,4 +1,4 @@
-"""Training: the :class:`Trainer`, its resumable run state, fine-tuning and distribution helpers.
+"""Training: the :class:`Trainer`, its resumable run state and distribution helpers.
 
 Example:
     >>> import bloodcell as bc
@@ -15,7 +15,6 @@ from bloodcell.training.distribute import (
     num_replicas,
     worker_id,
 )
-from bloodcell.training.finetune import leaf_layers, unfreeze_layers
 from bloodcell.training.trainer import BALANCE_OPTIONS, OPTIMIZERS, Trainer
 
 __all__ = [
@@ -25,10 +24,8 @@ __all__ = [
     "TrainingState",
     "current_strategy",
     "is_chief",
-    "leaf_layers",
     "logical_cpus",
     "multi_worker_strategy",
     "num_replicas",
-    "unfreeze_layers",
     "worker_id",
 ]

@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -288,12 +288,15 @@ class Trainer:
 
         Args:
             train, val: As for :meth:`fit`.
-            unfreeze: What to make trainable: ``"all"`` (default), an int N (the last N layers of the
-                model's deepest backbone), or a callable ``f(model)`` that sets ``trainable`` itself.
+            unfreeze: What to make trainable, by :func:`bloodcell.backbones.unfreeze`: ``"all"``
+                (default: the whole backbone); an int N: the backbone's last N Conv2D/DepthwiseConv2D
+                layers and everything after the first of them (the seed's way of counting); a dict of
+                that function's arguments, e.g. ``{"layers": 100}`` (the last 100 layers of any kind);
+                or a function ``f(model)`` that sets ``trainable`` itself. The head stays trainable.
             learning_rate: The new initial learning rate (default 1e-5, 100× below Adam's default).
             epochs: Epochs of this phase.
-            train_batchnorm: Let BatchNormalization layers update their statistics (default False:
-                they stay in inference mode, the usual advice when fine-tuning on small data).
+            train_batchnorm: Let the unfrozen BatchNormalization layers train (default False: they stay
+                in inference mode, Keras's advice when fine-tuning pretrained weights on small data).
 
         Returns:
             The ``History`` of this phase.
@@ -737,11 +740,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ unfreezing
     def _unfreeze(self, unfreeze: Any, train_batchnorm: bool) -> None:
-        from bloodcell.training.finetune import unfreeze_layers
+        from bloodcell import backbones
 
-        unfreeze_layers(self.model, unfreeze, train_batchnorm=train_batchnorm)
+        def apply(model: keras.Model) -> None:
+            if callable(unfreeze) and not isinstance(unfreeze, (str, int, Mapping)):
+                unfreeze(model)
+            elif unfreeze == "all":
+                backbones.unfreeze(model, train_batchnorm=train_batchnorm)
+            elif isinstance(unfreeze, (int, np.integer)) and not isinstance(unfreeze, bool):
+                backbones.unfreeze(model, last=int(unfreeze), train_batchnorm=train_batchnorm)
+            elif isinstance(unfreeze, Mapping):
+                backbones.unfreeze(model, **{"train_batchnorm": train_batchnorm, **unfreeze})
+            else:
+                raise ConfigurationError(
+                    "unfreeze must be 'all', a number of conv layers counted from the end, a dict of "
+                    f"bloodcell.backbones.unfreeze arguments (e.g. {{'layers': 100}}), or a function; got {unfreeze!r}."
+                )
+
+        apply(self.model)
         if self._user_model is not None:
-            unfreeze_layers(self._user_model, unfreeze, train_batchnorm=train_batchnorm)
+            apply(self._user_model)
 
 
 # ---------------------------------------------------------------------- helpers
