@@ -16,7 +16,7 @@ Usage::
 
 The seed trained with ImageNet weights (``--weights imagenet``, the default), which Keras
 downloads; offline, use ``--weights none`` (training from scratch: expect much lower accuracy with
-the seed's frozen layers). ``--smoke`` trains each run for one epoch on 48 images without
+the seed's frozen layers). ``--smoke`` trains each run for one epoch on 32 images without
 pretrained weights, with every backbone replaced by a tiny CNN registered on the fly (freezing the
 same fractions of its layers), so that it finishes in about a minute: it checks the machinery, not
 the science.
@@ -107,7 +107,7 @@ def studies(base: Config, smoke: bool) -> dict[str, dict[str, Config]]:
 
 def load(path: str | None, smoke: bool):
     if path is None:
-        data = bc.datasets.load_sample(per_class=6 if smoke else None)
+        data = bc.datasets.load_sample(per_class=8 if smoke else None)
     elif Path(path).is_dir():
         data = bc.datasets.load_folder(path)
     else:
@@ -144,18 +144,20 @@ def main(argv: list[str] | None = None) -> None:
         )
         seeds = seeds[:1]
         print(
-            "SMOKE RUN: every backbone is a tiny CNN and each run is one epoch on 48 images; "
+            "SMOKE RUN: every backbone is a tiny CNN with a linear head, and each run is one epoch on 32 images; "
             "it checks the machinery, the numbers mean nothing."
         )
     base = Config.preset("seed", **changes)
     data = load(args.data, args.smoke)
     verbose = 0 if args.smoke else "auto"
+    split = {"val": 0.25, "test": 0.25} if args.smoke else {"val": 0.1, "test": 0.1}  # 16 of 64 smoke images each
 
     for key, configs in studies(base, args.smoke).items():
         if key[0] not in args.studies:
             continue
         start = time.perf_counter()
-        table = bc.experiments.compare(configs, data, seeds=seeds, output_dir=args.out / key, verbose=verbose)
+        table = bc.experiments.compare(configs, data, seeds=seeds, output_dir=args.out / key, verbose=verbose,
+                                       **split)
         print(
             f"\nStudy {key} ({len(configs)} configs × {len(seeds)} seeds, {time.perf_counter() - start:.0f} s)"
         )
