@@ -78,11 +78,7 @@ def list_image_files(
             unknown.append(sub.name)
             continue
         label = list(class_names).index(name)
-        found = sorted(
-            p for p in sub.rglob("*")
-            if p.suffix.lower() in exts and p.is_file() and not any(part.startswith(".") for part in p.relative_to(sub).parts)
-        )
-        files.extend((p, label) for p in found)
+        files.extend((p, label) for p in _walk_images(sub, exts))
     if unknown:
         raise UnknownClassError(
             f"folder(s) {unknown} in {os.fspath(root)!r} name no known class ({', '.join(class_names)}). "
@@ -95,9 +91,20 @@ def list_image_files(
     return files
 
 
+def _walk_images(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    """Image files under ``folder`` in sorted order, skipping hidden files and folders (os.walk: fast)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(
+            os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and f.lower().endswith(exts)
+        )
+    return [Path(f) for f in sorted(found)]
+
+
 @overload
 def load_folder(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     image_size: int | None = ...,
     *,
     class_names: Sequence[str] = ...,
@@ -111,7 +118,7 @@ def load_folder(
 ) -> BloodCellDataset: ...
 @overload
 def load_folder(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     image_size: int | None = ...,
     *,
     class_names: Sequence[str] = ...,
@@ -124,7 +131,7 @@ def load_folder(
     verbose: bool = ...,
 ) -> tuple[BloodCellDataset, list[SkippedFile]]: ...
 def load_folder(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     image_size: int | None = 96,
     *,
     class_names: Sequence[str] = CLASS_NAMES,
@@ -143,7 +150,8 @@ def load_folder(
     preallocated uint8 array (peak memory close to the images' own size).
 
     Args:
-        root: Folder holding one sub-folder per class (sub-folders below those are searched too).
+        root: Folder holding one sub-folder per class (sub-folders below those are searched too), or
+            a list of such folders (e.g. PBC's ``train`` and ``val``), read into one array.
         image_size: Side of the square output; None keeps the files' size (all must then match).
         class_names: The classes, in label order.
         class_map: Folder names to class names, for folders the normaliser does not know.
@@ -156,8 +164,9 @@ def load_folder(
         verbose: Show a progress line.
 
     Returns:
-        The dataset (``ids`` are paths relative to ``root``; ``sources`` the folder's name), or
-        ``(dataset, skipped)`` with ``return_skipped=True``.
+        The dataset (``ids`` are paths relative to ``root``, prefixed by the root's name when
+        several roots are given; ``sources`` the root folder's name), or ``(dataset, skipped)``
+        with ``return_skipped=True``.
 
     Raises:
         DataFileNotFoundError: ``root`` does not exist.
@@ -175,7 +184,15 @@ def load_folder(
     _check_size(image_size)
     if on_error not in ("raise", "skip"):
         raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
-    files = list_image_files(root, class_names=class_names, class_map=class_map, extensions=extensions)
+    roots = [Path(r) for r in ([root] if isinstance(root, (str, os.PathLike)) else root)]
+    if not roots:
+        raise EmptyDatasetError("load_folder() got an empty list of folders.")
+    files: list[tuple[Path, int]] = []
+    origin: list[int] = []  # which root each file came from
+    for k, r in enumerate(roots):
+        found = list_image_files(r, class_names=class_names, class_map=class_map, extensions=extensions)
+        files.extend(found)
+        origin.extend([k] * len(found))
     n = len(files)
     size = image_size
     if size is None:  # keep native size: read the first file to learn it
@@ -220,14 +237,16 @@ def load_folder(
             dst += 1
         images = images[:dst]
         files = [f for f, k in zip(files, keep) if k]
+        origin = [o for o, k in zip(origin, keep) if k]
         if not files:
             raise EmptyDatasetError(f"none of the {n} files under {os.fspath(root)!r} could be read.")
-    root_path = Path(root)
+    names = [r.resolve().name for r in roots]
+    prefix = [f"{name}/" if len(roots) > 1 else "" for name in names]
     data = BloodCellDataset(
         images,
         np.fromiter((label for _, label in files), np.int64, len(files)),
         tuple(class_names),
-        ids=[p.relative_to(root_path).as_posix() for p, _ in files],
-        sources=np.full(len(files), root_path.resolve().name),
+        ids=[prefix[o] + p.relative_to(roots[o]).as_posix() for (p, _), o in zip(files, origin)],
+        sources=[names[o] for o in origin],
     )
     return (data, skipped) if return_skipped else data
