@@ -63,8 +63,8 @@ AUGMIX_OPS = (
 #: ``all_ops=True`` adds the ImageEnhance operations.
 AUGMIX_ALL_OPS = AUGMIX_OPS + ("color", "contrast", "brightness", "sharpness")
 
-_TABLE_OPS = ("autocontrast", "equalize", "posterize", "solarize", "brightness", "contrast")
-_GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+_KERNELS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
 
 
 def _dirichlet(shape: list[Any], alpha: float, seed: Any) -> Any:
@@ -172,7 +172,6 @@ class AugMix(Augmenter):
         self.fill_value = float(fill_value)
         self.jit_compile = bool(jit_compile)
         self.op_names = AUGMIX_ALL_OPS if self.all_ops else AUGMIX_OPS
-        self._kernel = None
 
     # -- random draws --------------------------------------------------------------------------
     @property
@@ -289,7 +288,7 @@ class AugMix(Augmenter):
         levels = _ops._levels(images)
         hist = _ops._histograms(levels)
         if self.all_ops:
-            return levels, hist  # colour and sharpness act before padding (below)
+            return levels, hist  # colour and sharpness act before the padding (see _sharpen)
         if self.fill_mode == "constant":
             # Level 256 marks the fill: every chain's table maps it to fill_value.
             padded = tf.pad(levels, [[0, 0], [1, 2], [1, 2], [0, 0]], constant_values=256)
@@ -314,18 +313,34 @@ class AugMix(Augmenter):
         shape = tf.shape(padded_levels)
         return tf.reshape(toned, tf.stack([n * k, shape[1], shape[2], 3]))
 
-    def _tone_all_ops(self, levels: Any, tables: Any, ops: Any, op_levels: Any) -> Any:
-        """As :meth:`_tone`, then colour (saturation) and sharpness, then the fill padding: float32."""
-        n, h, w, k = tf.shape(levels)[0], tf.shape(levels)[1], tf.shape(levels)[2], self.width
+    # all_ops: colour (saturation) and sharpness act after the tables, before the resampling.
+    # Three programs (tables, colour, sharpness): fused into one, XLA's CPU code is ten times slower.
+    def _tone_unpadded(self, levels: Any, tables: Any) -> Any:
+        """Every chain's table applied to its image's levels: uint8 (N·width, H, W, 3)."""
+        n, h, w, k = tf.shape(levels)[0], levels.shape[1], levels.shape[2], self.width
         rows = tf.reshape(tf.range(n * k * 3) * 257, tf.stack([n, k, 1, 1, 3]))
         toned = tf.gather(tf.reshape(tables, [-1]), levels[:, None] + rows)
-        toned = tf.cast(tf.reshape(toned, tf.stack([n * k, h, w, 3])), tf.float32)
-        saturation = tf.reshape(self._enhance_factors(ops, op_levels, "color"), [-1, 1, 1, 1])
-        grey = _ops._grey(toned, integer=False)
-        toned = grey + saturation * (toned - grey)
-        sharp = tf.reshape(self._enhance_factors(ops, op_levels, "sharpness"), [-1, 1, 1, 1])
-        smooth = _ops._smooth(toned)
-        toned = tf.clip_by_value(smooth + sharp * (toned - smooth), 0.0, 255.0)
+        return tf.reshape(toned, tf.stack([n * k, h, w, 3]))
+
+    def _colour(self, toned: Any, ops: Any, op_levels: Any) -> Any:
+        """ImageEnhance.Color per chain (repeated color ops multiply their factors): float32 (N·width, H·W, 3)."""
+        h, w = toned.shape[1], toned.shape[2]
+        pixels = tf.cast(tf.reshape(toned, tf.stack([-1, h * w, 3])), tf.float32)
+        saturation = tf.reshape(self._enhance_factors(ops, op_levels, "color"), [-1, 1, 1])
+        luma = [c / 65536.0 for c in _ops._LUMA]
+        grey = pixels[:, :, 0:1] * luma[0] + pixels[:, :, 1:2] * luma[1] + pixels[:, :, 2:3] * luma[2]
+        return grey + saturation * (pixels - grey)
+
+    def _sharpen(self, pixels: Any, ops: Any, op_levels: Any, height: int, width: int) -> Any:
+        """ImageEnhance.Sharpness per chain, then the fill padding: uint8 (N·width, H+3, W+3, 3)."""
+        sharp = tf.reshape(self._enhance_factors(ops, op_levels, "sharpness"), [-1, 1, 1])
+        plane = tf.reshape(pixels, tf.stack([-1, height, width * 3]))
+        smooth = _ops._smooth_plane(plane, 3)
+        inner = plane[:, 1 : height - 1, 3 : (width - 1) * 3]
+        blended = tf.pad(smooth + sharp * (inner - smooth), [[0, 0], [1, 1], [3, 3]])
+        border = tf.pad(tf.zeros([height - 2, (width - 2) * 3]), [[1, 1], [3, 3]], constant_values=1.0)
+        plane = tf.round(tf.clip_by_value(border * plane + (1.0 - border) * blended, 0.0, 255.0))
+        toned = tf.cast(tf.reshape(plane, tf.stack([-1, height, width, 3])), tf.uint8)
         return _ops._pad_for_fill(toned, self.fill_mode, self.fill_value)
 
     def _interpolate_and_mix(self, images: Any, windows: Any, transforms: Any, chain_weights: Any, mix_weight: Any) -> Any:
@@ -345,17 +360,22 @@ class AugMix(Augmenter):
         return tf.reshape(out, tf.stack([n, h, w, 3]))
 
     def _kernels(self) -> dict[str, Any]:
-        if self._kernel is None:
+        # The compiled programs depend only on these settings; instances that share them share the
+        # programs (and XLA's compilation cache), e.g. the views of MultiView or a model's copies.
+        key = (self.width, self.all_ops, self.interpolation, self.fill_mode, self.fill_value, self.jit_compile)
+        if key not in _KERNELS:
             jit = lambda f: tf.function(f, jit_compile=self.jit_compile, reduce_retracing=True)  # noqa: E731
             interpolation, fill_mode, xla_gather = self.interpolation, self.fill_mode, self.jit_compile
-            self._kernel = {
+            _KERNELS[key] = {
                 "levels": jit(self._levels_and_histograms),
                 "maps": jit(self._chain_maps),
-                "tone": jit(self._tone_all_ops if self.all_ops else self._tone),
+                "tone": jit(self._tone_unpadded if self.all_ops else self._tone),
+                "colour": jit(self._colour),
+                "sharpen": jit(self._sharpen),
                 "windows": jit(lambda padded, t: _ops._windows(padded, t, interpolation, fill_mode, xla_gather)),
                 "mix": jit(self._interpolate_and_mix),
             }
-        return self._kernel
+        return _KERNELS[key]
 
     def augment_images(self, images: Any, seed: Any) -> Any:
         x = _check_batch(images)
@@ -385,10 +405,9 @@ class AugMix(Augmenter):
         k = self._kernels()
         padded, hist = k["levels"](x)
         tables, transforms = k["maps"](hist, ops, levels, signs, h, w)
+        toned = k["tone"](padded, tables)
         if self.all_ops:
-            toned = k["tone"](padded, tables, ops, levels)
-        else:
-            toned = k["tone"](padded, tables)
+            toned = k["sharpen"](k["colour"](toned, ops, levels), ops, levels, h, w)
         windows = k["windows"](toned, transforms)
         out = k["mix"](x, windows, transforms, chain_weights, mix_weight)
         return _restore_dtype(out, x.dtype)

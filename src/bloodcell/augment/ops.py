@@ -295,17 +295,31 @@ def color(images: Any, factor: Any) -> Any:
     return _blend(x, grey, _per_image(factor, x, "factor"))
 
 
+def _smooth_plane(plane: Any, channels: int) -> Any:
+    """Pillow's ``ImageFilter.SMOOTH`` (3×3 kernel 1 1 1 / 1 5 1 / 1 1 1, ÷13) on (N, H, W·C) float
+    planes: the (N, H−2, (W−2)·C) interior. Nine shifted slices, which XLA and TensorFlow run far
+    faster than a depthwise convolution with a 3-channel kernel.
+    """
+    h, wc = plane.shape[1], plane.shape[2]
+    c = channels
+    total = 0.0
+    for dy in range(3):
+        for dx in range(3):
+            weight = 5.0 if (dy, dx) == (1, 1) else 1.0
+            total += weight * plane[:, dy : dy + h - 2, c * dx : c * dx + wc - 2 * c]
+    return total / 13.0
+
+
 def _smooth(x: Any) -> Any:
-    """Pillow's ``ImageFilter.SMOOTH`` (3×3 kernel 1 1 1 / 1 5 1 / 1 1 1, ÷13), borders kept; float32 in and out."""
+    """``ImageFilter.SMOOTH`` on float32 (N, H, W, C), the one-pixel border kept as Pillow does."""
     tf = _tf()
-    c = x.shape[-1] if x.shape[-1] is not None else 3
-    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-    kernel = tf.tile(kernel[:, :, None, None], [1, 1, c, 1])
-    inner = tf.nn.depthwise_conv2d(x, kernel, strides=[1, 1, 1, 1], padding="VALID")
-    inner = tf.pad(inner, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    border = tf.pad(tf.ones(tf.stack([h - 2, w - 2]), tf.float32), [[1, 1], [1, 1]])[None, :, :, None]
-    return inner * border + x * (1.0 - border)
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    if h is None or w is None or c is None:
+        raise InvalidDataError(f"sharpness needs a known image size, got shape {tuple(x.shape)}.")
+    plane = tf.reshape(x, tf.stack([-1, h, w * c]))
+    inner = tf.pad(_smooth_plane(plane, c), [[0, 0], [1, 1], [c, c]])
+    border = tf.pad(tf.zeros([h - 2, (w - 2) * c]), [[1, 1], [c, c]], constant_values=1.0)
+    return tf.reshape(border * plane + (1.0 - border) * inner, tf.shape(x))
 
 
 def sharpness(images: Any, factor: Any) -> Any:
