@@ -364,7 +364,7 @@ class AugMix(Augmenter):
         # programs (and XLA's compilation cache), e.g. the views of MultiView or a model's copies.
         key = (self.width, self.all_ops, self.interpolation, self.fill_mode, self.fill_value, self.jit_compile)
         if key not in _KERNELS:
-            jit = lambda f: tf.function(f, jit_compile=self.jit_compile, reduce_retracing=True)  # noqa: E731
+            jit = lambda f: tf.function(f, jit_compile=self.jit_compile)  # noqa: E731
             interpolation, fill_mode, xla_gather = self.interpolation, self.fill_mode, self.jit_compile
             _KERNELS[key] = {
                 "levels": jit(self._levels_and_histograms),

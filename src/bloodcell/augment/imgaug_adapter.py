@@ -59,10 +59,10 @@ class ImgaugAugmenter(Augmenter):
             )
         # imgaug's Sequential subclasses list: keep Keras's attribute tracking from wrapping it.
         object.__setattr__(self, "pipeline", pipeline)
-        self._lock = threading.Lock()  # tf.data calls in parallel; imgaug augmenters carry RNG state
+        self._imgaug_lock = threading.Lock()  # tf.data calls in parallel; imgaug augmenters carry RNG state
 
     def _run(self, images: np.ndarray, seed: np.ndarray) -> np.ndarray:
-        with self._lock:
+        with self._imgaug_lock:
             self.pipeline.seed_(_entropy(seed))
             out = self.pipeline.augment_images(images)
         out = np.asarray(out)

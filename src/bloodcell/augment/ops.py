@@ -474,7 +474,7 @@ class _StagedWarp:
 
     def __init__(self, interpolation: str, fill_mode: str, jit_compile: bool) -> None:
         tf = _tf()
-        jit = functools.partial(tf.function, jit_compile=jit_compile, reduce_retracing=True)
+        jit = functools.partial(tf.function, jit_compile=jit_compile)
         self.windows = jit(
             lambda images, transforms, fill_value: _windows(
                 _pad_for_fill(images, fill_mode, fill_value), transforms, interpolation, fill_mode, jit_compile
