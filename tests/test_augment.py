@@ -1,4 +1,8 @@
-"""AugMix, Compose and RandomGeometric on real cells: the paper's chains, per-image draws, Keras use."""
+"""AugMix, Compose and RandomGeometric on real cells: the paper's chains, per-image draws, Keras use.
+
+Tests of what AugMix computes use its portable path (``jit_compile=False``: no XLA compilation,
+so the suite stays fast); ``test_portable_path_equals_xla_path`` ties that path to the XLA one.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ def one_chain(aug, names, levels, signs=None):
 
 def test_colour_chain_equals_the_paper_sequence_in_pillow(cells):
     # solarize then autocontrast then equalize: each op must see what the previous one made.
-    aug = AugMix(width=1, depth=3)
+    aug = AugMix(width=1, depth=3, jit_compile=False)
     levels = (2.9, 1.0, 2.0)
     out = aug.apply_plan(cells, one_chain(aug, ["solarize", "autocontrast", "equalize"], levels))
     threshold = 256 - int(levels[0] * 256 / 10)
@@ -42,7 +46,7 @@ def test_colour_chain_equals_the_paper_sequence_in_pillow(cells):
 
 
 def test_posterize_chain_uses_the_papers_bits(cells):
-    aug = AugMix(width=1, depth=2)
+    aug = AugMix(width=1, depth=2, jit_compile=False)
     out = aug.apply_plan(cells, one_chain(aug, ["posterize", "posterize"], (2.6, 0.5)))
     bits = (4 - int(2.6 * 4 / 10), 4 - int(0.5 * 4 / 10))  # 3 then 4 bits
     ref = np.stack([np.asarray(ImageOps.posterize(ImageOps.posterize(Image.fromarray(im), bits[0]), bits[1])) for im in cells])
@@ -51,14 +55,14 @@ def test_posterize_chain_uses_the_papers_bits(cells):
 
 def test_whole_pixel_translations_compose_exactly(cells):
     # With the image tiled (wrap), moving by whole pixels three times is one move: no blur, no loss.
-    aug = AugMix(width=1, depth=3, fill_mode="wrap")
+    aug = AugMix(width=1, depth=3, fill_mode="wrap", jit_compile=False)
     # level 2.6 on the paper's scale: int(2.6 * 96/3 / 10) = 8 pixels; level 1.0: 3 pixels.
     out = aug.apply_plan(cells, one_chain(aug, ["translate_x", "translate_y", "translate_x"], (2.6, 2.6, 1.0), (1.0, -1.0, -1.0)))
     np.testing.assert_array_equal(out.numpy(), np.roll(np.roll(cells, 5, axis=2), -8, axis=1))
 
 
 def test_colour_then_geometry_equals_the_sequence_of_ops(cells):
-    aug = AugMix(width=1, depth=2, fill_mode="constant")
+    aug = AugMix(width=1, depth=2, fill_mode="constant", jit_compile=False)
     out = aug.apply_plan(tf.constant(cells, tf.float32), one_chain(aug, ["equalize", "rotate"], (1.0, 2.5), (1.0, -1.0)))
     ref = ops.rotate(tf.constant(ops.equalize(cells).numpy(), tf.float32), -float(int(2.5 * 3)), fill_mode="constant")
     np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=0.01)
@@ -66,7 +70,7 @@ def test_colour_then_geometry_equals_the_sequence_of_ops(cells):
 
 def test_geometric_chain_is_one_resampling_close_to_the_sequence(cells):
     # The chain rotate → shear_y → translate_x is resampled once; the paper resamples three times.
-    aug = AugMix(width=1, depth=3, fill_mode="reflect")
+    aug = AugMix(width=1, depth=3, fill_mode="reflect", jit_compile=False)
     x = tf.constant(cells, tf.float32)
     out = aug.apply_plan(x, one_chain(aug, ["rotate", "shear_y", "translate_x"], (2.9, 2.0, 2.0))).numpy()
     seq = ops.translate_x(ops.shear_y(ops.rotate(x, 8.0, fill_mode="reflect"), 0.06, fill_mode="reflect"), 6.0, fill_mode="reflect").numpy()
@@ -76,7 +80,7 @@ def test_geometric_chain_is_one_resampling_close_to_the_sequence(cells):
 
 
 def test_mixing_follows_the_paper_formula(cells):
-    aug = AugMix(width=2, depth=1, fill_mode="reflect")
+    aug = AugMix(width=2, depth=1, fill_mode="reflect", jit_compile=False)
     x = tf.constant(cells, tf.float32)
     tx = aug.op_names.index("translate_x")
     plan = AugMixPlan(
@@ -114,7 +118,7 @@ def test_portable_path_equals_xla_path(cells):
 
 
 def test_all_ops_adds_the_enhance_ops(cells):
-    aug = AugMix(all_ops=True, width=1, depth=1)
+    aug = AugMix(all_ops=True, width=1, depth=1, jit_compile=False)
     assert aug.op_names[-4:] == ("color", "contrast", "brightness", "sharpness")
     out = aug.apply_plan(cells, one_chain(aug, ["brightness"], (3.0,)))
     factor = 3.0 * 1.8 / 10 + 0.1
@@ -125,7 +129,7 @@ def test_all_ops_adds_the_enhance_ops(cells):
     out = aug.apply_plan(cells, one_chain(aug, ["sharpness"], (2.0,))).numpy().astype(int)
     ref = ops.sharpness(tf.constant(cells, tf.float32), 2.0 * 1.8 / 10 + 0.1).numpy()
     assert np.abs(out - ref).max() <= 1
-    random_out = AugMix(all_ops=True)(cells)
+    random_out = AugMix(all_ops=True, jit_compile=False)(cells)
     assert random_out.shape == cells.shape
 
 

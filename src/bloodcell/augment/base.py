@@ -159,6 +159,10 @@ class Augmenter(keras.layers.Layer):
         return self.augment_images(x, _as_seed_tensor(seed)), labels
 
     # -- Keras layer -------------------------------------------------------------------------
+    def build(self, input_shape: Any = None) -> None:
+        # No weights: members that are Keras layers are built when first applied.
+        self.built = True
+
     def call(self, images: Any, training: bool = True) -> Any:
         if not training:
             return images
