@@ -20,6 +20,7 @@ def iaa():
 def test_imgaug_imports_on_numpy_2(iaa):
     assert hasattr(np, "sctypes") and np.uint8 in np.sctypes["uint"]
     assert iaa.Sequential.__module__.startswith("imgaug")
+    assert bc.augment.import_imgaug is import_imgaug  # the public name of the one fix
 
 
 def real_pipeline(iaa):

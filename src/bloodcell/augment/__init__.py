@@ -30,6 +30,7 @@ _ATTRIBUTES = {
     "AUGMIX_ALL_OPS": "bloodcell.augment.augmix",
     "RandomGeometric": "bloodcell.augment.geometric",
     "ImgaugAugmenter": "bloodcell.augment.imgaug_adapter",
+    "import_imgaug": "bloodcell._compat.imgaug",
     "MultiView": "bloodcell.augment.consistency",
     "ConsistencyModel": "bloodcell.augment.consistency",
     "jensen_shannon": "bloodcell.augment.consistency",

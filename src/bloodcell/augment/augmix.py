@@ -73,21 +73,17 @@ def _dirichlet(shape: list[Any], alpha: float, seed: Any) -> Any:
 
 
 class AugMixPlan(NamedTuple):
-    """The random draws of one batch (see :meth:`AugMix.sample_plan`).
+    """The random draws of one batch (see :meth:`AugMix.sample_plan`): N images, ``width`` chains, ``steps`` ops."""
 
-    Attributes:
-        ops: int32 (N, width, steps): index into ``AugMix.op_names`` of each chain's step, -1
-            where the chain is shorter than the step.
-        levels: float32 (N, width, steps): magnitudes, U(0.1, severity) on the paper's 0–10 scale.
-        signs: float32 (N, width, steps): ±1 for rotation, shear and translation.
-        chain_weights: float32 (N, width): Dirichlet(alpha) weights of the chains.
-        mix_weight: float32 (N,): Beta(alpha, alpha) weight m of the mixed chains against the original.
-    """
-
+    #: Index into ``AugMix.op_names`` of each step, -1 where the chain is shorter (int32, N × width × steps).
     ops: Any
+    #: Magnitudes, U(0.1, severity) on the paper's 0–10 scale (float32, N × width × steps).
     levels: Any
+    #: The direction, ±1, of each rotation, shear and translation (float32, N × width × steps).
     signs: Any
+    #: The Dirichlet(alpha) weights of the chains (float32, N × width).
     chain_weights: Any
+    #: The Beta(alpha, alpha) weight m of the mixed chains against the original (float32, N).
     mix_weight: Any
 
 
@@ -368,7 +364,8 @@ class AugMix(Augmenter):
             interpolation, fill_mode, xla_gather = self.interpolation, self.fill_mode, self.jit_compile
             _KERNELS[key] = {
                 "levels": jit(self._levels_and_histograms),
-                "maps": jit(self._chain_maps),
+                # Small tables (N·width·3 rows of 256): TensorFlow's own kernels beat XLA's CPU gathers here.
+                "maps": tf.function(self._chain_maps),
                 "tone": jit(self._tone_unpadded if self.all_ops else self._tone),
                 "colour": jit(self._colour),
                 "sharpen": jit(self._sharpen),

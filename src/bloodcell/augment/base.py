@@ -245,6 +245,7 @@ class Compose(Augmenter):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Compose:
+        """Rebuild from :meth:`get_config` (members deserialised as Keras objects)."""
         config = dict(config)
         config["augmenters"] = [keras.saving.deserialize_keras_object(a) for a in config["augmenters"]]
         return cls(**config)

@@ -123,6 +123,7 @@ class MultiView(Augmenter):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MultiView:
+        """Rebuild from :meth:`get_config` (the wrapped augmenter deserialised)."""
         config = dict(config)
         config["augmenter"] = keras.saving.deserialize_keras_object(config["augmenter"])
         return cls(**config)
@@ -217,6 +218,7 @@ class ConsistencyModel(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ConsistencyModel:
+        """Rebuild from :meth:`get_config` (the classifier deserialised)."""
         config = dict(config)
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
         return cls(**config)

@@ -37,13 +37,13 @@ class ImgaugAugmenter(Augmenter):
 
     Args:
         pipeline: An imgaug augmenter. Get imgaug's module with
-            :func:`bloodcell._compat.imgaug.import_imgaug` (it works on NumPy 2).
+            :func:`bloodcell.augment.import_imgaug` (it works on NumPy 2).
         seed: Seed for use as a layer or function.
         name: Layer name.
 
     Example:
         >>> import numpy as np
-        >>> from bloodcell._compat.imgaug import import_imgaug
+        >>> from bloodcell.augment import import_imgaug
         >>> iaa = import_imgaug()
         >>> aug = ImgaugAugmenter(iaa.Sequential([iaa.Fliplr(0.5), iaa.Affine(rotate=(-180, 180))]))
         >>> aug(np.zeros((2, 32, 32, 3), np.uint8)).shape
