@@ -117,7 +117,9 @@ def measure(data, augment, warmup: int, batches: int) -> float:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--split", default="val", help="pbc96 split to read (val: 1,743 images; train: 11,919)")
+    parser.add_argument(
+        "--split", default="val", help="pbc96 split to read (val: 1,743 images; train: 11,919)"
+    )
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
@@ -138,15 +140,21 @@ def main() -> None:
     data = bc.datasets.load_folder(root, image_size=96)
     methods = args.methods.split(",")
     augmenters = {m: make(m) for m in methods}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, TensorFlow {tf.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, TensorFlow {tf.__version__}"
+    )
     print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; data: {root} ({len(data)} images, batches of {BATCH})")
     rates: dict[str, list[float]] = {m: [] for m in methods}
     for r in range(args.rounds):
         load = os.getloadavg()[0]
         for m in methods:
             rates[m].append(measure(data, augmenters[m], args.warmup, args.batches))
-        print(f"round {r + 1}: load {load:.2f} → " + ", ".join(f"{m} {rates[m][-1]:.0f}" for m in methods) + " img/s")
+        print(
+            f"round {r + 1}: load {load:.2f} → "
+            + ", ".join(f"{m} {rates[m][-1]:.0f}" for m in methods)
+            + " img/s"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print("\nmethod          best img/s  median img/s  ms/image (median)")
     for m in methods:
@@ -154,7 +162,7 @@ def main() -> None:
         print(f"{m:<15} {max(rates[m]):>10.0f} {med:>13.0f} {1000 / med:>18.3f}")
     for ours, theirs in (("bloodcell", "keras"), ("bloodcell-all", "keras-all"), ("bloodcell", "imgaug")):
         if ours in rates and theirs in rates:
-            per_round = [a / b for a, b in zip(rates[ours], rates[theirs])]
+            per_round = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
             print(
                 f"{ours} / {theirs}: median ratio {statistics.median(per_round):.1f}x "
                 f"(per round: {', '.join(f'{x:.1f}' for x in per_round)})"

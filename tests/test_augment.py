@@ -49,7 +49,12 @@ def test_posterize_chain_uses_the_papers_bits(cells):
     aug = AugMix(width=1, depth=2, jit_compile=False)
     out = aug.apply_plan(cells, one_chain(aug, ["posterize", "posterize"], (2.6, 0.5)))
     bits = (4 - int(2.6 * 4 / 10), 4 - int(0.5 * 4 / 10))  # 3 then 4 bits
-    ref = np.stack([np.asarray(ImageOps.posterize(ImageOps.posterize(Image.fromarray(im), bits[0]), bits[1])) for im in cells])
+    ref = np.stack(
+        [
+            np.asarray(ImageOps.posterize(ImageOps.posterize(Image.fromarray(im), bits[0]), bits[1]))
+            for im in cells
+        ]
+    )
     np.testing.assert_array_equal(out.numpy(), ref)
 
 
@@ -57,14 +62,21 @@ def test_whole_pixel_translations_compose_exactly(cells):
     # With the image tiled (wrap), moving by whole pixels three times is one move: no blur, no loss.
     aug = AugMix(width=1, depth=3, fill_mode="wrap", jit_compile=False)
     # level 2.6 on the paper's scale: int(2.6 * 96/3 / 10) = 8 pixels; level 1.0: 3 pixels.
-    out = aug.apply_plan(cells, one_chain(aug, ["translate_x", "translate_y", "translate_x"], (2.6, 2.6, 1.0), (1.0, -1.0, -1.0)))
+    out = aug.apply_plan(
+        cells,
+        one_chain(aug, ["translate_x", "translate_y", "translate_x"], (2.6, 2.6, 1.0), (1.0, -1.0, -1.0)),
+    )
     np.testing.assert_array_equal(out.numpy(), np.roll(np.roll(cells, 5, axis=2), -8, axis=1))
 
 
 def test_colour_then_geometry_equals_the_sequence_of_ops(cells):
     aug = AugMix(width=1, depth=2, fill_mode="constant", jit_compile=False)
-    out = aug.apply_plan(tf.constant(cells, tf.float32), one_chain(aug, ["equalize", "rotate"], (1.0, 2.5), (1.0, -1.0)))
-    ref = ops.rotate(tf.constant(ops.equalize(cells).numpy(), tf.float32), -float(int(2.5 * 3)), fill_mode="constant")
+    out = aug.apply_plan(
+        tf.constant(cells, tf.float32), one_chain(aug, ["equalize", "rotate"], (1.0, 2.5), (1.0, -1.0))
+    )
+    ref = ops.rotate(
+        tf.constant(ops.equalize(cells).numpy(), tf.float32), -float(int(2.5 * 3)), fill_mode="constant"
+    )
     np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=0.01)
 
 
@@ -73,7 +85,11 @@ def test_geometric_chain_is_one_resampling_close_to_the_sequence(cells):
     aug = AugMix(width=1, depth=3, fill_mode="reflect", jit_compile=False)
     x = tf.constant(cells, tf.float32)
     out = aug.apply_plan(x, one_chain(aug, ["rotate", "shear_y", "translate_x"], (2.9, 2.0, 2.0))).numpy()
-    seq = ops.translate_x(ops.shear_y(ops.rotate(x, 8.0, fill_mode="reflect"), 0.06, fill_mode="reflect"), 6.0, fill_mode="reflect").numpy()
+    seq = ops.translate_x(
+        ops.shear_y(ops.rotate(x, 8.0, fill_mode="reflect"), 0.06, fill_mode="reflect"),
+        6.0,
+        fill_mode="reflect",
+    ).numpy()
     inner = np.abs(out - seq)[:, 12:-12, 12:-12]
     assert inner.mean() < 2.0  # extra blur of the sequence only
     assert np.abs(out - x.numpy()).mean() > 10 * inner.mean()  # while the image really moved
@@ -84,8 +100,11 @@ def test_mixing_follows_the_paper_formula(cells):
     x = tf.constant(cells, tf.float32)
     tx = aug.op_names.index("translate_x")
     plan = AugMixPlan(
-        ops=[[[tx], [tx]]] * 16, levels=[[[1.0], [2.5]]] * 16, signs=[[[1.0], [-1.0]]] * 16,
-        chain_weights=[[0.25, 0.75]] * 16, mix_weight=np.linspace(0, 1, 16),
+        ops=[[[tx], [tx]]] * 16,
+        levels=[[[1.0], [2.5]]] * 16,
+        signs=[[[1.0], [-1.0]]] * 16,
+        chain_weights=[[0.25, 0.75]] * 16,
+        mix_weight=np.linspace(0, 1, 16),
     )
     out = aug.apply_plan(x, plan).numpy()
     c1 = ops.translate_x(x, 3.0, fill_mode="reflect").numpy()
@@ -140,7 +159,12 @@ class _PlanProbe(AugMix):
         plan = self.sample_plan(tf.shape(images)[0], seed)
         n = tf.shape(images)[0]
         code = tf.concat(
-            [tf.cast(tf.reshape(plan.ops, [n, -1]), tf.float32), plan.chain_weights, plan.mix_weight[:, None]], axis=1
+            [
+                tf.cast(tf.reshape(plan.ops, [n, -1]), tf.float32),
+                plan.chain_weights,
+                plan.mix_weight[:, None],
+            ],
+            axis=1,
         )
         return tf.reshape(tf.pad(code, [[0, 0], [0, 96 * 96 * 3 - 13]]), tf.shape(images))
 
@@ -155,7 +179,10 @@ def test_pipeline_draws_fresh_ops_and_weights_per_image_and_per_batch(small_samp
         assert len(set(codes[:, 12])) == len(codes)  # and its own Beta weight
         assert len({tuple(np.round(row, 6)) for row in codes[:, 9:12]}) == len(codes)  # and Dirichlet weights
     assert not np.array_equal(batches[0][:, :9], batches[1][:, :9])  # new draws for the next batch
-    again = [x.numpy().reshape(len(x), -1)[:, :13] for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=_PlanProbe(), seed=3)]
+    again = [
+        x.numpy().reshape(len(x), -1)[:, :13]
+        for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=_PlanProbe(), seed=3)
+    ]
     np.testing.assert_array_equal(batches[0], again[0])  # and the same for the same seed
 
 
@@ -179,14 +206,19 @@ def test_augmix_is_a_keras_layer_active_only_in_training(cells, tmp_path):
     path = tmp_path / "with_augmix.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    layer = next(l for l in loaded.layers if isinstance(l, AugMix))
+    layer = next(layer for layer in loaded.layers if isinstance(layer, AugMix))
     assert (layer.severity, layer.width, layer.depth, layer.fill_mode) == (3.0, 3, -1, "reflect")
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"severity": 0}, "severity"), ({"width": 0}, "width"), ({"depth": 0}, "depth"),
-     ({"alpha": 0}, "alpha"), ({"fill_mode": "black"}, "fill_mode")],
+    [
+        ({"severity": 0}, "severity"),
+        ({"width": 0}, "width"),
+        ({"depth": 0}, "depth"),
+        ({"alpha": 0}, "alpha"),
+        ({"fill_mode": "black"}, "fill_mode"),
+    ],
 )
 def test_augmix_rejects_bad_settings(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
@@ -204,7 +236,7 @@ def test_random_geometric_flips_are_exact_pixel_moves(cells):
     aug = RandomGeometric(rotation=0, translation=0, flip="both")
     out = aug.augment_batch(cells, None, tf.constant([0, 1], tf.int64))[0].numpy()
     kinds = set()
-    for o, x in zip(out, cells):
+    for o, x in zip(out, cells, strict=True):
         for name, ref in (("same", x), ("lr", x[:, ::-1]), ("ud", x[::-1]), ("both", x[::-1, ::-1])):
             if np.array_equal(o, ref):
                 kinds.add(name)
@@ -224,7 +256,13 @@ def test_random_geometric_rotates_by_any_angle_within_the_limit(cells):
     sampled = np.stack([t[:, 0:2] @ centre + t[:, 2], t[:, 3:5] @ centre + t[:, 5]], 1)
     shift = np.linalg.norm(sampled - centre, axis=1)  # how far the centre moved: the translation
     assert shift.max() <= 0.1 * 96 * np.sqrt(2) + 1e-3 and shift.max() > 0.1 * 96 * 0.9
-    assert RandomGeometric(rotation=10).transforms(500, 96, 96, tf.constant([0, 0], tf.int64)).numpy()[:, 3].max() <= np.sin(np.radians(10)) + 1e-6
+    assert (
+        RandomGeometric(rotation=10)
+        .transforms(500, 96, 96, tf.constant([0, 0], tf.int64))
+        .numpy()[:, 3]
+        .max()
+        <= np.sin(np.radians(10)) + 1e-6
+    )
 
 
 def test_compose_chains_our_and_keras_layers_reproducibly(small_sample):

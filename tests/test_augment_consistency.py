@@ -63,7 +63,9 @@ def test_consistency_model_trains_with_ce_plus_12_jsd(small_sample):
     keras.utils.set_random_seed(0)
     model = tiny_classifier()
     wrapper = ConsistencyModel(model)  # λ = 12, the paper's weight
-    wrapper.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    wrapper.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     views = MultiView(AugMix(), num_views=2)
     train = bc.datasets.to_tf_dataset(small_sample, batch_size=8, augment=views, shuffle=True, seed=1)
 
@@ -76,9 +78,13 @@ def test_consistency_model_trains_with_ce_plus_12_jsd(small_sample):
     logs = wrapper.train_on_batch(x, y, return_dict=True)
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-4)
     assert logs["jsd"] > 0
-    assert any(np.abs(a - w.numpy()).max() > 0 for a, w in zip(before, model.trainable_weights))  # the shared model learned
+    assert any(
+        np.abs(a - w.numpy()).max() > 0 for a, w in zip(before, model.trainable_weights, strict=True)
+    )  # the shared model learned
 
-    history = wrapper.fit(train, epochs=2, verbose=0, shuffle=False, validation_data=bc.datasets.to_tf_dataset(small_sample, 8))
+    history = wrapper.fit(
+        train, epochs=2, verbose=0, shuffle=False, validation_data=bc.datasets.to_tf_dataset(small_sample, 8)
+    )
     assert set(history.history) == {"loss", "jsd", "accuracy", "val_loss", "val_accuracy"}
     assert all(np.isfinite(v).all() for v in history.history.values())
     assert wrapper.predict(small_sample.images[:4].astype(np.float32), verbose=0).shape == (4, 8)

@@ -9,7 +9,7 @@ import tensorflow as tf
 import bloodcell as bc
 from bloodcell._compat.imgaug import import_imgaug
 from bloodcell.augment import ImgaugAugmenter
-from bloodcell.errors import ConfigurationError, InvalidDataError
+from bloodcell.errors import ConfigurationError
 
 
 @pytest.fixture(scope="module")
@@ -18,26 +18,31 @@ def iaa():
 
 
 def test_imgaug_imports_on_numpy_2(iaa):
-    assert hasattr(np, "sctypes") and np.uint8 in np.sctypes["uint"]
+    assert hasattr(np, "sctypes") and np.uint8 in np.sctypes["uint"]  # noqa: NPY201 - restored on purpose
     assert iaa.Sequential.__module__.startswith("imgaug")
     assert bc.augment.import_imgaug is import_imgaug  # the public name of the one fix
 
 
 def real_pipeline(iaa):
-    return iaa.Sequential([
-        iaa.Affine(rotate=(-180, 180), mode="reflect"),
-        iaa.Fliplr(0.5),
-        iaa.AddToHueAndSaturation((-20, 20)),
-        iaa.RandAugment(n=2, m=9),
-    ])
+    return iaa.Sequential(
+        [
+            iaa.Affine(rotate=(-180, 180), mode="reflect"),
+            iaa.Fliplr(0.5),
+            iaa.AddToHueAndSaturation((-20, 20)),
+            iaa.RandAugment(n=2, m=9),
+        ]
+    )
 
 
 def test_a_real_imgaug_pipeline_runs_seeded_in_tf_data(iaa, small_sample):
     aug = ImgaugAugmenter(real_pipeline(iaa))
-    run = lambda seed: [x.numpy() for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=seed)]  # noqa: E731
+
+    def run(seed):
+        return [x.numpy() for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=seed)]
+
     a, b, c = run(4), run(4), run(5)
     assert a[0].shape == (8, 96, 96, 3) and a[0].dtype == np.float32
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)  # the same seed, the same images
     assert np.abs(a[0] - c[0]).mean() > 1.0
     assert np.abs(a[0] - small_sample.images[:8]).mean() > 5.0  # really augmented

@@ -48,14 +48,21 @@ def test_posterize_equals_pillow_with_bits_per_image(cells):
 
 def test_solarize_equals_pillow_with_threshold_per_image(cells):
     thresholds = np.linspace(0, 256, len(cells)).astype(int)
-    assert_same(ops.solarize(cells, thresholds), pillow(cells, lambda im, i: ImageOps.solarize(im, int(thresholds[i]))))
+    assert_same(
+        ops.solarize(cells, thresholds),
+        pillow(cells, lambda im, i: ImageOps.solarize(im, int(thresholds[i]))),
+    )
 
 
 @pytest.mark.parametrize("name", ["brightness", "contrast", "color", "sharpness"])
 def test_enhance_ops_equal_pillow_with_factor_per_image(cells, name):
     factors = np.linspace(0.1, 1.9, len(cells)).astype(np.float32)
-    enhancer = {"brightness": ImageEnhance.Brightness, "contrast": ImageEnhance.Contrast,
-                "color": ImageEnhance.Color, "sharpness": ImageEnhance.Sharpness}[name]
+    enhancer = {
+        "brightness": ImageEnhance.Brightness,
+        "contrast": ImageEnhance.Contrast,
+        "color": ImageEnhance.Color,
+        "sharpness": ImageEnhance.Sharpness,
+    }[name]
     ref = pillow(cells, lambda im, i: enhancer(im).enhance(float(factors[i])))
     assert_same(getattr(ops, name)(cells, factors), ref)
 
@@ -89,11 +96,15 @@ GEOMETRY = {
     "rotate": (lambda x, v, **k: ops.rotate(x, v, **k), lambda im, v: im.rotate(v, resample=Image.BILINEAR)),
     "shear_x": (
         lambda x, v, **k: ops.shear_x(x, v, **k),
-        lambda im, v: im.transform(im.size, Image.AFFINE, (1, v, -v * im.size[1] / 2, 0, 1, 0), resample=Image.BILINEAR),
+        lambda im, v: im.transform(
+            im.size, Image.AFFINE, (1, v, -v * im.size[1] / 2, 0, 1, 0), resample=Image.BILINEAR
+        ),
     ),
     "shear_y": (
         lambda x, v, **k: ops.shear_y(x, v, **k),
-        lambda im, v: im.transform(im.size, Image.AFFINE, (1, 0, 0, v, 1, -v * im.size[0] / 2), resample=Image.BILINEAR),
+        lambda im, v: im.transform(
+            im.size, Image.AFFINE, (1, 0, 0, v, 1, -v * im.size[0] / 2), resample=Image.BILINEAR
+        ),
     ),
     "translate_x": (
         lambda x, v, **k: ops.translate_x(x, v, **k),
@@ -104,8 +115,13 @@ GEOMETRY = {
         lambda im, v: im.transform(im.size, Image.AFFINE, (1, 0, 0, 0, 1, -v), resample=Image.BILINEAR),
     ),
 }
-MAGNITUDES = {"rotate": (-25.0, 40.0), "shear_x": (-0.3, 0.3), "shear_y": (-0.3, 0.3),
-              "translate_x": (-9.0, 9.0), "translate_y": (-9.0, 9.0)}
+MAGNITUDES = {
+    "rotate": (-25.0, 40.0),
+    "shear_x": (-0.3, 0.3),
+    "shear_y": (-0.3, 0.3),
+    "translate_x": (-9.0, 9.0),
+    "translate_y": (-9.0, 9.0),
+}
 
 
 @pytest.mark.parametrize("jit_compile", [True, False])
@@ -131,11 +147,17 @@ def test_affine_transform_matches_tensorflow_everywhere(cells, fill_mode):
     rng = np.random.default_rng(0)
     angle = rng.uniform(-0.6, 0.6, len(cells))
     c, s = np.cos(angle), np.sin(angle)
-    t = np.stack([c, -s, rng.uniform(-20, 20, len(cells)), s, c, rng.uniform(-20, 20, len(cells))], 1).astype(np.float32)
+    t = np.stack([c, -s, rng.uniform(-20, 20, len(cells)), s, c, rng.uniform(-20, 20, len(cells))], 1).astype(
+        np.float32
+    )
     images = tf.constant(cells, tf.float32)
     ref = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=np.concatenate([t, np.zeros((len(t), 2), np.float32)], 1),
-        output_shape=[96, 96], fill_value=7.0, interpolation="BILINEAR", fill_mode=fill_mode.upper(),
+        images=images,
+        transforms=np.concatenate([t, np.zeros((len(t), 2), np.float32)], 1),
+        output_shape=[96, 96],
+        fill_value=7.0,
+        interpolation="BILINEAR",
+        fill_mode=fill_mode.upper(),
     )
     ours = ops.affine_transform(images, t, fill_mode=fill_mode, fill_value=7.0)
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=0.01)

@@ -106,7 +106,9 @@ def test_smote_in_pixel_space_interpolates_real_cells(unbalanced):
     k = 0  # basophils: 7 synthetic ones between the 3 real ones
     synthetic = out.images[new & (out.labels == k)]
     real = unbalanced.images[unbalanced.labels == k]
-    assert (on_a_segment(synthetic, real) <= 0.6).all()  # on a segment, up to uint8 rounding (t fitted by least squares)
+    assert (
+        on_a_segment(synthetic, real) <= 0.6
+    ).all()  # on a segment, up to uint8 rounding (t fitted by least squares)
 
 
 def test_smote_in_feature_space_uses_the_features_for_neighbours(unbalanced):

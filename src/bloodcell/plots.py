@@ -73,8 +73,9 @@ def augmentation_grid(
     Example:
         >>> import tempfile, pathlib
         >>> import bloodcell as bc
-        >>> out = augmentation_grid(bc.datasets.load_sample(per_class=1), bc.augment.RandomGeometric(),
-        ...                         pathlib.Path(tempfile.mkdtemp()) / "grid.png", n_images=2, n_augmentations=2)
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "grid.png"
+        >>> data = bc.datasets.load_sample(per_class=1)
+        >>> out = augmentation_grid(data, bc.augment.RandomGeometric(), target, n_images=2, n_augmentations=2)
         >>> out.suffix
         '.png'
     """
@@ -84,7 +85,9 @@ def augmentation_grid(
     from bloodcell.datasets import BloodCellDataset
 
     if not isinstance(dataset, BloodCellDataset):
-        raise InvalidDtypeError(f"augmentation_grid() takes a BloodCellDataset, got {type(dataset).__name__}.")
+        raise InvalidDtypeError(
+            f"augmentation_grid() takes a BloodCellDataset, got {type(dataset).__name__}."
+        )
     dataset.check_not_empty("augmentation_grid()")
     for name, value in (("n_images", n_images), ("n_augmentations", n_augmentations), ("dpi", dpi)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -107,7 +110,9 @@ def augmentation_grid(
 
     plt = _pyplot()
     n_rows, n_cols = len(rows), n_augmentations + 1
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.25 * n_cols + 0.9, 1.25 * n_rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(1.25 * n_cols + 0.9, 1.25 * n_rows + 0.5), squeeze=False
+    )
     for i in range(n_rows):
         for j in range(n_cols):
             ax = axes[i, j]

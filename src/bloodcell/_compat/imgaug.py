@@ -21,7 +21,7 @@ __all__ = ["import_imgaug"]
 def _restore_sctypes() -> None:
     if "sctypes" in vars(np):
         return
-    np.sctypes = {  # the NumPy 1.x table
+    np.sctypes = {  # noqa: NPY201 - the NumPy 1.x table, put back on purpose
         "int": [np.int8, np.int16, np.int32, np.int64],
         "uint": [np.uint8, np.uint16, np.uint32, np.uint64],
         "float": [np.float16, np.float32, np.float64, np.longdouble],

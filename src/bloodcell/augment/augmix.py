@@ -43,7 +43,7 @@ import keras
 import tensorflow as tf
 
 from bloodcell.augment import ops as _ops
-from bloodcell.augment.base import Augmenter, _check_batch, _restore_dtype, _as_seed_tensor, split_seed
+from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, _restore_dtype, split_seed
 from bloodcell.errors import ConfigurationError
 
 __all__ = ["AugMix", "AugMixPlan", "AUGMIX_OPS", "AUGMIX_ALL_OPS"]
@@ -66,14 +66,16 @@ AUGMIX_ALL_OPS = AUGMIX_OPS + ("color", "contrast", "brightness", "sharpness")
 _KERNELS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
-
 def _dirichlet(shape: list[Any], alpha: float, seed: Any) -> Any:
     g = tf.random.stateless_gamma(shape, seed, alpha=alpha)
     return g / tf.maximum(tf.reduce_sum(g, -1, keepdims=True), 1e-12)
 
 
 class AugMixPlan(NamedTuple):
-    """The random draws of one batch (see :meth:`AugMix.sample_plan`): N images, ``width`` chains, ``steps`` ops."""
+    """The random draws of one batch (see :meth:`AugMix.sample_plan`).
+
+    Shapes: N images, ``width`` chains, ``steps`` operations per chain.
+    """
 
     #: Index into ``AugMix.op_names`` of each step, -1 where the chain is shorter (int32, N × width × steps).
     ops: Any
@@ -150,11 +152,15 @@ class AugMix(Augmenter):
     ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
         if isinstance(severity, bool) or not isinstance(severity, (int, float)) or not 1 <= severity <= 10:
-            raise ConfigurationError(f"severity must be a number in 1..10 (the paper uses 3), got {severity!r}.")
+            raise ConfigurationError(
+                f"severity must be a number in 1..10 (the paper uses 3), got {severity!r}."
+            )
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ConfigurationError(f"width (chains per image) must be a positive integer, got {width!r}.")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth == 0 or depth < -1:
-            raise ConfigurationError(f"depth must be -1 (1–3 ops per chain) or a positive integer, got {depth!r}.")
+            raise ConfigurationError(
+                f"depth must be -1 (1–3 ops per chain) or a positive integer, got {depth!r}."
+            )
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
             raise ConfigurationError(f"alpha must be a positive number, got {alpha!r}.")
         _ops._check_geometry(interpolation, fill_mode)
@@ -180,7 +186,9 @@ class AugMix(Augmenter):
         seeds = [split_seed(seed, i) for i in range(7)]
         shape = tf.stack([batch_size, self.width, self.steps])
         if self.depth == -1:
-            depth = tf.random.stateless_uniform(tf.stack([batch_size, self.width, 1]), seeds[0], 1, 4, tf.int32)
+            depth = tf.random.stateless_uniform(
+                tf.stack([batch_size, self.width, 1]), seeds[0], 1, 4, tf.int32
+            )
         else:
             depth = tf.fill(tf.stack([batch_size, self.width, 1]), self.depth)
         ops = tf.random.stateless_uniform(shape, seeds[1], 0, len(self.op_names), tf.int32)
@@ -228,9 +236,13 @@ class AugMix(Augmenter):
                     tf.reduce_sum(counts, -1), 1.0
                 )
                 luma = tf.constant(_ops._LUMA, tf.float32) / 65536.0
-                grey_mean = tf.floor(tf.reduce_sum(channel_mean * luma, -1, keepdims=True) + 0.5)  # (N·width, 1)
+                grey_mean = tf.floor(
+                    tf.reduce_sum(channel_mean * luma, -1, keepdims=True) + 0.5
+                )  # (N·width, 1)
                 candidates[self._op("brightness")] = _ops._blend_lut(0.0, factor)
-                candidates[self._op("contrast")] = _ops._blend_lut(tf.reshape(tf.repeat(grey_mean, 3), [-1, 1]), factor)
+                candidates[self._op("contrast")] = _ops._blend_lut(
+                    tf.reshape(tf.repeat(grey_mean, 3), [-1, 1]), factor
+                )
             step_table = _select(op, candidates, identity)
             table = tf.gather(tf.reshape(step_table, [-1]), table + row_offsets)
             if step + 1 < steps:
@@ -271,7 +283,7 @@ class AugMix(Augmenter):
         return tf.reshape(total[..., :2, :], tf.concat([tf.shape(ops)[:2], [6]], 0))
 
     def _enhance_factors(self, ops: Any, levels: Any, name: str) -> Any:
-        """Product of a chain's factors for one ImageEnhance operation (1 where it does not occur): (N, width)."""
+        """Product of a chain's factors for one ImageEnhance op (1 where it does not occur): (N, width)."""
         factor = levels * 1.8 / 10.0 + 0.1
         return tf.reduce_prod(tf.where(tf.equal(ops, self._op(name)), factor, 1.0), axis=-1)
 
@@ -292,7 +304,9 @@ class AugMix(Augmenter):
             padded = _ops._pad_for_fill(levels, self.fill_mode, 0)
         return padded, hist
 
-    def _chain_maps(self, hist: Any, ops: Any, levels: Any, signs: Any, height: int, width: int) -> tuple[Any, Any]:
+    def _chain_maps(
+        self, hist: Any, ops: Any, levels: Any, signs: Any, height: int, width: int
+    ) -> tuple[Any, Any]:
         """Each chain's table (N, width, 3, 257; entry 256 is the fill) and affine map (N·width, 6)."""
         k = self.width
         tables = self._tables(tf.tile(hist[:, None], [1, k, 1, 1]), ops, levels)
@@ -319,7 +333,7 @@ class AugMix(Augmenter):
         return tf.reshape(toned, tf.stack([n * k, h, w, 3]))
 
     def _colour(self, toned: Any, ops: Any, op_levels: Any) -> Any:
-        """ImageEnhance.Color per chain (repeated color ops multiply their factors): float32 (N·width, H·W, 3)."""
+        """ImageEnhance.Color per chain (repeated color ops multiply): float32 (N·width, H·W, 3)."""
         h, w = toned.shape[1], toned.shape[2]
         pixels = tf.cast(tf.reshape(toned, tf.stack([-1, h * w, 3])), tf.float32)
         saturation = tf.reshape(self._enhance_factors(ops, op_levels, "color"), [-1, 1, 1])
@@ -339,7 +353,9 @@ class AugMix(Augmenter):
         toned = tf.cast(tf.reshape(plane, tf.stack([-1, height, width, 3])), tf.uint8)
         return _ops._pad_for_fill(toned, self.fill_mode, self.fill_value)
 
-    def _interpolate_and_mix(self, images: Any, windows: Any, transforms: Any, chain_weights: Any, mix_weight: Any) -> Any:
+    def _interpolate_and_mix(
+        self, images: Any, windows: Any, transforms: Any, chain_weights: Any, mix_weight: Any
+    ) -> Any:
         """Blend each chain's 2×2 neighbourhoods, mix the chains, then mix with the original: float32.
 
         Shapes are flattened to (N, width, H·W, ...) because XLA's CPU code for the same
@@ -358,18 +374,27 @@ class AugMix(Augmenter):
     def _kernels(self) -> dict[str, Any]:
         # The compiled programs depend only on these settings; instances that share them share the
         # programs (and XLA's compilation cache), e.g. the views of MultiView or a model's copies.
-        key = (self.width, self.all_ops, self.interpolation, self.fill_mode, self.fill_value, self.jit_compile)
+        key = (
+            self.width,
+            self.all_ops,
+            self.interpolation,
+            self.fill_mode,
+            self.fill_value,
+            self.jit_compile,
+        )
         if key not in _KERNELS:
-            jit = lambda f: tf.function(f, jit_compile=self.jit_compile)  # noqa: E731
+            jit = lambda f: tf.function(f, jit_compile=self.jit_compile, autograph=False)  # noqa: E731
             interpolation, fill_mode, xla_gather = self.interpolation, self.fill_mode, self.jit_compile
             _KERNELS[key] = {
                 "levels": jit(self._levels_and_histograms),
                 # Small tables (N·width·3 rows of 256): TensorFlow's own kernels beat XLA's CPU gathers here.
-                "maps": tf.function(self._chain_maps),
+                "maps": tf.function(self._chain_maps, autograph=False),
                 "tone": jit(self._tone_unpadded if self.all_ops else self._tone),
                 "colour": jit(self._colour),
                 "sharpen": jit(self._sharpen),
-                "windows": jit(lambda padded, t: _ops._windows(padded, t, interpolation, fill_mode, xla_gather)),
+                "windows": jit(
+                    lambda padded, t: _ops._windows(padded, t, interpolation, fill_mode, xla_gather)
+                ),
                 "mix": jit(self._interpolate_and_mix),
             }
         return _KERNELS[key]
@@ -392,7 +417,9 @@ class AugMix(Augmenter):
         """
         x = _check_batch(images)
         if x.shape[1] is None or x.shape[2] is None:
-            raise ConfigurationError(f"AugMix needs a known image size, got a batch of shape {tuple(x.shape)}.")
+            raise ConfigurationError(
+                f"AugMix needs a known image size, got a batch of shape {tuple(x.shape)}."
+            )
         h, w = int(x.shape[1]), int(x.shape[2])
         ops = tf.cast(plan.ops, tf.int32)
         levels = tf.cast(plan.levels, tf.float32)

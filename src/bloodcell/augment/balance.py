@@ -41,7 +41,7 @@ __all__ = [
     "undersample_indices",
 ]
 
-Strategy = Union[str, Mapping[Any, int]]
+Strategy = Union[str, Mapping[Any, int]]  # noqa: UP007 - a runtime alias, Python 3.10
 
 
 def _labels_of(data: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
@@ -64,7 +64,9 @@ def _rng(seed: Any) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _targets(labels: np.ndarray, strategy: Strategy, class_names: tuple[str, ...] | None, kind: str) -> dict[int, int]:
+def _targets(
+    labels: np.ndarray, strategy: Strategy, class_names: tuple[str, ...] | None, kind: str
+) -> dict[int, int]:
     """Target count per present class for ``kind`` in {"over", "under"}."""
     counts = np.bincount(labels) if labels.size else np.zeros(0, np.int64)
     present = [int(k) for k in np.flatnonzero(counts)]
@@ -76,7 +78,9 @@ def _targets(labels: np.ndarray, strategy: Strategy, class_names: tuple[str, ...
         goal = int(counts[present].max() if kind == "over" else counts[present].min())
         return {k: goal for k in present}
     if not isinstance(strategy, Mapping):
-        raise ConfigurationError(f"strategy must be 'auto' or a dict {{class: count}}, got {type(strategy).__name__}.")
+        raise ConfigurationError(
+            f"strategy must be 'auto' or a dict {{class: count}}, got {type(strategy).__name__}."
+        )
     targets = {k: int(counts[k]) for k in present}
     for key, value in strategy.items():
         if isinstance(key, str):
@@ -91,14 +95,18 @@ def _targets(labels: np.ndarray, strategy: Strategy, class_names: tuple[str, ...
         if k not in targets:
             raise ConfigurationError(f"strategy asks for class {key!r}, which has no images to resample.")
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ConfigurationError(f"strategy counts must be non-negative integers, got {key!r}: {value!r}.")
+            raise ConfigurationError(
+                f"strategy counts must be non-negative integers, got {key!r}: {value!r}."
+            )
         if kind == "over" and value < counts[k]:
             raise ConfigurationError(
-                f"oversampling cannot shrink class {key!r} from {counts[k]} to {value} images; use undersample()."
+                f"oversampling cannot shrink class {key!r} from {counts[k]} to {value} images; "
+                "use undersample()."
             )
         if kind == "under" and value > counts[k]:
             raise ConfigurationError(
-                f"undersampling cannot grow class {key!r} from {counts[k]} to {value} images; use oversample()."
+                f"undersampling cannot grow class {key!r} from {counts[k]} to {value} images; "
+                "use oversample()."
             )
         targets[k] = int(value)
     return targets
@@ -171,7 +179,9 @@ def _check_dataset(dataset: Any, what: str) -> BloodCellDataset:
     return dataset
 
 
-def oversample(dataset: BloodCellDataset, strategy: Strategy = "auto", seed: int | None = 0) -> BloodCellDataset:
+def oversample(
+    dataset: BloodCellDataset, strategy: Strategy = "auto", seed: int | None = 0
+) -> BloodCellDataset:
     """A dataset with the small classes' images repeated up to the targets (see :func:`oversample_indices`).
 
     This copies the repeated images; for training, ``to_tf_dataset(dataset,
@@ -187,7 +197,9 @@ def oversample(dataset: BloodCellDataset, strategy: Strategy = "auto", seed: int
     return dataset.subset(oversample_indices(dataset, strategy, seed))
 
 
-def undersample(dataset: BloodCellDataset, strategy: Strategy = "auto", seed: int | None = 0) -> BloodCellDataset:
+def undersample(
+    dataset: BloodCellDataset, strategy: Strategy = "auto", seed: int | None = 0
+) -> BloodCellDataset:
     """A dataset with a random subset of each large class (see :func:`undersample_indices`).
 
     Example:
@@ -222,9 +234,7 @@ def class_weights(dataset: Any) -> dict[int, float]:
     num_classes = dataset.num_classes if isinstance(dataset, BloodCellDataset) else int(labels.max()) + 1
     counts = np.bincount(labels, minlength=num_classes)
     present = int(np.count_nonzero(counts))
-    return {
-        k: (float(len(labels) / (present * counts[k])) if counts[k] else 1.0) for k in range(num_classes)
-    }
+    return {k: (float(len(labels) / (present * counts[k])) if counts[k] else 1.0) for k in range(num_classes)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,14 +271,18 @@ def _features(images: np.ndarray, features: Any, batch_size: int) -> np.ndarray:
             f"callable mapping uint8 images (N, H, W, 3) to vectors (N, D); got {features!r}."
         )
     if out.ndim != 2 or out.shape[0] != len(images):
-        raise InvalidDataError(f"features must map {len(images)} images to a (N, D) array, got shape {out.shape}.")
+        raise InvalidDataError(
+            f"features must map {len(images)} images to a (N, D) array, got shape {out.shape}."
+        )
     if not np.isfinite(out).all():
         raise InvalidDataError("features returned NaN or infinite values.")
     return out.astype(np.float64)
 
 
-def _smote_pairs(points: np.ndarray, labels: np.ndarray, needed: dict[int, int], k_neighbors: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """SMOTE's draws: for each synthetic sample a base row, one of its k nearest same-class rows, a step in [0, 1).
+def _smote_pairs(
+    points: np.ndarray, labels: np.ndarray, needed: dict[int, int], k_neighbors: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """SMOTE's draws: per synthetic sample a base row, one of its k nearest same-class rows, a step in [0, 1).
 
     The same rule as imbalanced-learn's ``SMOTE`` (base rows uniform within the class, the
     neighbour uniform among the k nearest, step uniform), with the neighbours searched in ``points``.
@@ -281,7 +295,9 @@ def _smote_pairs(points: np.ndarray, labels: np.ndarray, needed: dict[int, int],
             continue
         rows = np.flatnonzero(labels == k)
         if len(rows) < 2:
-            raise InvalidDataError(f"SMOTE needs at least 2 images of class {k} to interpolate, got {len(rows)}.")
+            raise InvalidDataError(
+                f"SMOTE needs at least 2 images of class {k} to interpolate, got {len(rows)}."
+            )
         n_neighbors = min(k_neighbors, len(rows) - 1)
         nn = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(points[rows])
         neighbours = nn.kneighbors(points[rows], return_distance=False)[:, 1:]  # drop the row itself
@@ -361,7 +377,8 @@ def smote(
     for k in needed:
         if counts[k] < 2:
             raise InvalidDataError(
-                f"SMOTE needs at least 2 images of class {dataset.class_names[k]!r} to interpolate, got {counts[k]}."
+                f"SMOTE needs at least 2 images of class {dataset.class_names[k]!r} to interpolate, "
+                f"got {counts[k]}."
             )
     images = dataset.images
     if space == "pixels":
@@ -372,7 +389,9 @@ def smote(
         )
         flat = images.reshape(len(images), -1).astype(np.float32)
         x_res, y_res = sampler.fit_resample(flat, labels)
-        new_images = np.clip(np.rint(x_res[len(images) :]), 0, 255).astype(np.uint8).reshape((-1, *images.shape[1:]))
+        new_images = (
+            np.clip(np.rint(x_res[len(images) :]), 0, 255).astype(np.uint8).reshape((-1, *images.shape[1:]))
+        )
         new_labels = np.asarray(y_res[len(images) :], np.int64)
     else:
         points = _features(np.asarray(images), features, batch_size)
@@ -382,7 +401,9 @@ def smote(
             sl = slice(start, start + 256)
             a = images[base[sl]].astype(np.float32)
             b = images[partner[sl]].astype(np.float32)
-            new_images[sl] = np.clip(np.rint(a + step[sl, None, None, None].astype(np.float32) * (b - a)), 0, 255)
+            new_images[sl] = np.clip(
+                np.rint(a + step[sl, None, None, None].astype(np.float32) * (b - a)), 0, 255
+            )
     synthetic = BloodCellDataset(
         new_images,
         new_labels,
@@ -396,4 +417,3 @@ def smote(
             sources=dataset.sources if dataset.sources is not None else np.full(len(dataset), "original"),
         )
     return dataset.concat(synthetic)
-

@@ -154,7 +154,7 @@ class Augmenter(keras.layers.Layer):
         raise NotImplementedError(f"{type(self).__name__} must implement augment_images or augment_batch")
 
     def augment_batch(self, images: Any, labels: Any, seed: Any) -> tuple[Any, Any]:
-        """The ``to_tf_dataset`` protocol: augment ``images`` with ``seed`` and return ``(images, labels)``."""
+        """The ``to_tf_dataset`` protocol: augment ``images`` with ``seed``; return ``(images, labels)``."""
         x = _check_batch(images)
         return self.augment_images(x, _as_seed_tensor(seed)), labels
 

@@ -31,7 +31,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, apply_augmenter, requires_one_hot, split_seed
+from bloodcell.augment.base import (
+    Augmenter,
+    _as_seed_tensor,
+    _check_batch,
+    apply_augmenter,
+    requires_one_hot,
+    split_seed,
+)
 from bloodcell.errors import ConfigurationError, InvalidDataError
 
 __all__ = ["MultiView", "ConsistencyModel", "jensen_shannon", "JSD_WEIGHT"]
@@ -62,7 +69,9 @@ def jensen_shannon(probabilities: Any, *, from_logits: bool = False, epsilon: fl
     if not p.dtype.is_floating:
         p = tf.cast(p, tf.float32)
     if p.shape.rank != 3:
-        raise InvalidDataError(f"probabilities must have shape (batch, views, classes), got {tuple(p.shape)}.")
+        raise InvalidDataError(
+            f"probabilities must have shape (batch, views, classes), got {tuple(p.shape)}."
+        )
     p = tf.cast(p, tf.float32)
     if from_logits:
         p = tf.nn.softmax(p, axis=-1)
@@ -92,14 +101,23 @@ class MultiView(Augmenter):
         TensorShape([2, 3, 32, 32, 3])
     """
 
-    def __init__(self, augmenter: Any, num_views: int = 2, *, seed: int | None = None, name: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        augmenter: Any,
+        num_views: int = 2,
+        *,
+        seed: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
         if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
             raise ConfigurationError(f"num_views must be a positive integer, got {num_views!r}.")
         if requires_one_hot(augmenter):
             raise ConfigurationError(
                 f"MultiView needs a label-preserving augmenter; {type(augmenter).__name__} mixes labels, "
-                "so the views would disagree on their labels. Apply MixUp/CutMix without consistency training."
+                "so the views would disagree on their labels. Apply MixUp/CutMix without consistency "
+                "training."
             )
         self.augmenter = augmenter
         self.num_views = num_views
@@ -149,7 +167,8 @@ class ConsistencyModel(keras.Model):
     Example:
         >>> import keras
         >>> inputs = keras.Input((8, 8, 3))
-        >>> outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+        >>> pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+        >>> outputs = keras.layers.Dense(2, activation="softmax")(pooled)
         >>> wrapper = ConsistencyModel(keras.Model(inputs, outputs), weight=12.0)
         >>> wrapper.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         >>> import numpy as np
@@ -159,7 +178,9 @@ class ConsistencyModel(keras.Model):
         ['jsd', 'loss']
     """
 
-    def __init__(self, model: keras.Model, weight: float = JSD_WEIGHT, *, from_logits: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, model: keras.Model, weight: float = JSD_WEIGHT, *, from_logits: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(model, keras.Model):
             raise ConfigurationError(f"ConsistencyModel wraps a keras.Model, got {type(model).__name__}.")
@@ -196,7 +217,7 @@ class ConsistencyModel(keras.Model):
             total = loss + self.weight * jsd
             scaled = self.optimizer.scale_loss(total) if self.optimizer is not None else total
         gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
         self.jsd_tracker.update_state(jsd)
         for metric in self.metrics:
             if metric.name == "loss":

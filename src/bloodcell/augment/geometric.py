@@ -19,7 +19,12 @@ from bloodcell.errors import ConfigurationError
 
 __all__ = ["RandomGeometric"]
 
-_FLIPS = {"both": (True, True), "horizontal": (True, False), "vertical": (False, True), "none": (False, False)}
+_FLIPS = {
+    "both": (True, True),
+    "horizontal": (True, False),
+    "vertical": (False, True),
+    "none": (False, False),
+}
 
 
 def _translation_fractions(translation: Any) -> tuple[float, float]:
@@ -29,7 +34,8 @@ def _translation_fractions(translation: Any) -> tuple[float, float]:
         pair = (float(translation[0]), float(translation[1]))
     else:
         raise ConfigurationError(
-            f"translation must be a fraction of the image size or a (height, width) pair, got {translation!r}."
+            "translation must be a fraction of the image size or a (height, width) pair, "
+            f"got {translation!r}."
         )
     if not all(0.0 <= t <= 1.0 for t in pair):
         raise ConfigurationError(f"translation fractions must lie in [0, 1], got {translation!r}.")
@@ -114,9 +120,7 @@ class RandomGeometric(Augmenter):
         ux, uy = -dx - cx, -dy - cy  # T·p minus the centre, constant part
         rx_x, rx_y, rx_0 = c, -s, c * ux - s * uy  # R·(T·p) - centre, x row
         ry_x, ry_y, ry_0 = s, c, s * ux + c * uy  # y row
-        return tf.stack(
-            [sx * rx_x, sx * rx_y, sx * rx_0 + cx, sy * ry_x, sy * ry_y, sy * ry_0 + cy], axis=-1
-        )
+        return tf.stack([sx * rx_x, sx * rx_y, sx * rx_0 + cx, sy * ry_x, sy * ry_y, sy * ry_0 + cy], axis=-1)
 
     def augment_images(self, images: Any, seed: Any) -> Any:
         x = _check_batch(images)

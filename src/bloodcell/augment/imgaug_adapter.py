@@ -50,12 +50,15 @@ class ImgaugAugmenter(Augmenter):
         TensorShape([2, 32, 32, 3])
     """
 
-    def __init__(self, pipeline: Any, *, seed: int | None = None, name: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, pipeline: Any, *, seed: int | None = None, name: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
         iaa = import_imgaug()
         if not isinstance(pipeline, iaa.Augmenter):
             raise ConfigurationError(
-                f"ImgaugAugmenter takes an imgaug augmenter (e.g. imgaug.augmenters.Sequential), got {type(pipeline).__name__}."
+                "ImgaugAugmenter takes an imgaug augmenter (e.g. imgaug.augmenters.Sequential), "
+                f"got {type(pipeline).__name__}."
             )
         # imgaug's Sequential subclasses list: keep Keras's attribute tracking from wrapping it.
         object.__setattr__(self, "pipeline", pipeline)
@@ -75,13 +78,19 @@ class ImgaugAugmenter(Augmenter):
 
     def augment_images(self, images: Any, seed: Any) -> Any:
         x = _check_batch(images)
-        batch = x if x.dtype == tf.uint8 else tf.cast(tf.round(tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 255.0)), tf.uint8)
+        batch = (
+            x
+            if x.dtype == tf.uint8
+            else tf.cast(tf.round(tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 255.0)), tf.uint8)
+        )
         out = tf.numpy_function(self._run, [batch, _as_seed_tensor(seed)], tf.uint8, stateful=False)
         out = tf.ensure_shape(out, x.shape)
         return _restore_dtype(out, x.dtype)
 
     def get_config(self) -> dict[str, Any]:
-        raise ConfigurationError("an ImgaugAugmenter holds an imgaug pipeline and cannot be saved with a Keras model.")
+        raise ConfigurationError(
+            "an ImgaugAugmenter holds an imgaug pipeline and cannot be saved with a Keras model."
+        )
 
     def __repr__(self) -> str:
         return f"ImgaugAugmenter({self.pipeline!r})"

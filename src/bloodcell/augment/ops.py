@@ -78,7 +78,9 @@ def _check_images(images: Any, name: str = "images", channels: int | None = None
             "add a batch axis with images[None] for a single image."
         )
     if channels is not None and x.shape.rank == 4 and x.shape[-1] is not None and x.shape[-1] != channels:
-        raise InvalidDataError(f"{name} must have {channels} colour channels (RGB), got shape {tuple(x.shape)}.")
+        raise InvalidDataError(
+            f"{name} must have {channels} colour channels (RGB), got shape {tuple(x.shape)}."
+        )
     if not (x.dtype.is_floating or x.dtype.is_integer):
         raise InvalidDataError(f"{name} must hold numbers (uint8 or float, 0–255), got dtype {x.dtype.name}.")
     return x
@@ -90,7 +92,9 @@ def _per_image(value: Any, images: Any, name: str, dtype: Any = None) -> Any:
     dtype = dtype or tf.float32
     v = tf.cast(tf.convert_to_tensor(value), dtype)
     if v.shape.rank not in (0, 1):
-        raise InvalidDataError(f"{name} must be a number or a vector with one value per image, got shape {v.shape}.")
+        raise InvalidDataError(
+            f"{name} must be a number or a vector with one value per image, got shape {v.shape}."
+        )
     n = tf.shape(images)[0]
     if v.shape.rank == 0:
         return tf.fill([n], v)
@@ -197,7 +201,7 @@ def _solarize_lut(threshold: Any) -> Any:
 
 
 def _blend_lut(degenerate: Any, factor: Any) -> Any:
-    """A Pillow ``Image.blend(degenerate, image, factor)`` as a table: truncated, clipped (shape (..., 256))."""
+    """Pillow's ``Image.blend(degenerate, image, factor)`` as a table (..., 256): truncated, clipped."""
     tf = _tf()
     idx = tf.range(256, dtype=tf.float32)
     out = degenerate + factor * (idx - degenerate)
@@ -253,22 +257,32 @@ def posterize(images: Any, bits: Any) -> Any:
     if isinstance(bits, (int, float)) and not 1 <= bits <= 8:
         raise ConfigurationError(f"bits must lie in 1..8, got {bits!r}.")
     b = tf.clip_by_value(b, 1, 8)
-    return _lut_op(x, lambda levels: tf.broadcast_to(_posterize_lut(b[:, None, None]), [tf.shape(x)[0], tf.shape(x)[3], 256]))
+    return _lut_op(
+        x,
+        lambda levels: tf.broadcast_to(
+            _posterize_lut(b[:, None, None]), [tf.shape(x)[0], tf.shape(x)[3], 256]
+        ),
+    )
 
 
 def solarize(images: Any, threshold: Any = 128) -> Any:
-    """Invert every level at or above ``threshold`` (``ImageOps.solarize``); 256 leaves the image unchanged."""
+    """Invert every level at or above ``threshold`` (``ImageOps.solarize``); 256 changes nothing."""
     tf = _tf()
     x = _check_images(images)
     t = _per_image(threshold, x, "threshold", tf.int32)
-    return _lut_op(x, lambda levels: tf.broadcast_to(_solarize_lut(t[:, None, None]), [tf.shape(x)[0], tf.shape(x)[3], 256]))
+    return _lut_op(
+        x,
+        lambda levels: tf.broadcast_to(
+            _solarize_lut(t[:, None, None]), [tf.shape(x)[0], tf.shape(x)[3], 256]
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # ImageEnhance blends
 # ----------------------------------------------------------------------------------------------
 def _grey(x: Any, integer: bool) -> Any:
-    """Pillow's "L" conversion of RGB (N, H, W, 3) → (N, H, W, 1); rounded to integers as Pillow when asked."""
+    """Pillow's "L" conversion of RGB (N, H, W, 3) → (N, H, W, 1); rounded as Pillow when asked."""
     tf = _tf()
     r, g, b = x[..., 0:1], x[..., 1:2], x[..., 2:3]
     if integer:
@@ -293,7 +307,7 @@ def brightness(images: Any, factor: Any) -> Any:
 
 
 def contrast(images: Any, factor: Any) -> Any:
-    """Blend with the image's mean grey level: 0 gives flat grey, 1 the original (``ImageEnhance.Contrast``)."""
+    """Blend with the mean grey level: 0 gives flat grey, 1 the original (``ImageEnhance.Contrast``)."""
     tf = _tf()
     x = _check_images(images, channels=3)
     integer = x.dtype.is_integer
@@ -393,7 +407,9 @@ def _pad_for_fill(x: Any, fill_mode: str, fill_value: Any) -> Any:
     return tf.concat([x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
 
 
-def _axis_coordinates(transforms: Any, axis: int, height: int, width: int, interpolation: str, fill_mode: str) -> tuple[Any, Any]:
+def _axis_coordinates(
+    transforms: Any, axis: int, height: int, width: int, interpolation: str, fill_mode: str
+) -> tuple[Any, Any]:
     """Sample positions along one axis (0: x, 1: y) for every output pixel, in the padded frame.
 
     Returns ``(start, weight)``, both float32 (N, H·W): the first row or column of the 2×2
@@ -407,7 +423,11 @@ def _axis_coordinates(transforms: Any, axis: int, height: int, width: int, inter
     gy = tf.repeat(tf.range(height, dtype=tf.float32), width)[None, :]
     t = tf.cast(transforms, tf.float32)
     size = width if axis == 0 else height
-    s = t[:, 3 * axis : 3 * axis + 1] * gx + t[:, 3 * axis + 1 : 3 * axis + 2] * gy + t[:, 3 * axis + 2 : 3 * axis + 3]
+    s = (
+        t[:, 3 * axis : 3 * axis + 1] * gx
+        + t[:, 3 * axis + 1 : 3 * axis + 2] * gy
+        + t[:, 3 * axis + 2 : 3 * axis + 3]
+    )
     s = _map_coordinates(s, size, fill_mode) + 1.0  # +1: the padded frame
     if interpolation == "nearest":
         s = tf.floor(s + 0.5)  # round half up (s ≥ 0 here), like TensorFlow's kernel
@@ -450,7 +470,9 @@ def _windows(padded: Any, transforms: Any, interpolation: str, fill_mode: str, u
     return tf.ensure_shape(tf.stack([top, bottom], axis=2), [None, height * width, 2, 2 * c])
 
 
-def _interpolate(windows: Any, transforms: Any, height: int, width: int, interpolation: str, fill_mode: str) -> Any:
+def _interpolate(
+    windows: Any, transforms: Any, height: int, width: int, interpolation: str, fill_mode: str
+) -> Any:
     """Bilinear blend of the windows of :func:`_windows` → float32 (N, H·W, C)."""
     tf = _tf()
     c = windows.shape[-1] // 2
@@ -476,7 +498,9 @@ def _warp(
     """Resample ``images`` (N, H, W, C) under affine ``transforms`` (N, 6); float32 out (one graph)."""
     tf = _tf()
     h, w, c = images.shape[1], images.shape[2], images.shape[3]
-    windows = _windows(_pad_for_fill(images, fill_mode, fill_value), transforms, interpolation, fill_mode, use_xla_gather)
+    windows = _windows(
+        _pad_for_fill(images, fill_mode, fill_value), transforms, interpolation, fill_mode, use_xla_gather
+    )
     out = _interpolate(windows, transforms, h, w, interpolation, fill_mode)
     return tf.reshape(out, tf.stack([tf.shape(images)[0], h, w, c]))
 
@@ -490,27 +514,35 @@ class _StagedWarp:
 
     def __init__(self, interpolation: str, fill_mode: str, jit_compile: bool) -> None:
         tf = _tf()
-        jit = functools.partial(tf.function, jit_compile=jit_compile)
+        jit = functools.partial(tf.function, jit_compile=jit_compile, autograph=False)
         self.windows = jit(
             lambda images, transforms, fill_value: _windows(
-                _pad_for_fill(images, fill_mode, fill_value), transforms, interpolation, fill_mode, jit_compile
+                _pad_for_fill(images, fill_mode, fill_value),
+                transforms,
+                interpolation,
+                fill_mode,
+                jit_compile,
             )
         )
         self.interpolate = jit(
-            lambda windows, transforms, h, w: _interpolate(windows, transforms, h, w, interpolation, fill_mode)
+            lambda windows, transforms, h, w: _interpolate(
+                windows, transforms, h, w, interpolation, fill_mode
+            )
         )
 
     def __call__(self, images: Any, transforms: Any, fill_value: Any) -> Any:
         tf = _tf()
         h, w, c = images.shape[1], images.shape[2], images.shape[3]
         if h is None or w is None or c is None:
-            raise InvalidDataError(f"affine_transform needs a known image size, got shape {tuple(images.shape)}.")
+            raise InvalidDataError(
+                f"affine_transform needs a known image size, got shape {tuple(images.shape)}."
+            )
         windows = self.windows(images, transforms, fill_value)
         out = self.interpolate(windows, transforms, int(h), int(w))
         return tf.reshape(out, tf.stack([tf.shape(images)[0], h, w, c]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _staged_warp(interpolation: str, fill_mode: str, jit_compile: bool) -> _StagedWarp:
     return _StagedWarp(interpolation, fill_mode, jit_compile)
 
@@ -581,7 +613,6 @@ def rotate(images: Any, degrees: Any, **kwargs: Any) -> Any:
 
     Keyword arguments go to :func:`affine_transform` (interpolation, fill_mode, fill_value, jit_compile).
     """
-    tf = _tf()
     x = _check_images(images)
     cx, cy = _centre(x)
     radians = _per_image(degrees, x, "degrees") * (math.pi / 180.0)
