@@ -15,7 +15,7 @@ Methods:
                        with per-image Dirichlet/Beta weights in NumPy (tf.numpy_function)
 
 Usage:
-    python benchmarks/augment.py [--data PATH] [--split val] [--batches 20] [--rounds 3]
+    python benchmarks/augment.py [--data PATH] [--split val] [--batches 20] [--rounds 3] [--stages]
 
 ``--data`` defaults to ``<repo>/../shared/data``; it must hold ``pbc96/<split>`` (the PBC dataset
 of Acevedo et al. 2020 at 96×96: https://data.mendeley.com/datasets/snkd93bnjr/1, prepared as
@@ -114,6 +114,41 @@ def measure(data, augment, warmup: int, batches: int) -> float:  # noqa: ANN001
     return batches * BATCH / (time.perf_counter() - start)
 
 
+def stage_times(data, repeats: int = 5) -> dict[str, float]:  # noqa: ANN001
+    """Milliseconds per batch of 64 for each compiled stage of bloodcell's AugMix, called directly."""
+    import tensorflow as tf
+
+    import bloodcell as bc
+
+    aug = bc.augment.AugMix()
+    x = tf.constant(data.images[:BATCH], tf.float32)
+    plan = aug.sample_plan(BATCH, tf.constant([1, 2], tf.int64))
+    k = aug._kernels()
+    steps = {}
+    padded, hist = k["levels"](x)
+    tables, transforms = k["maps"](hist, plan.ops, plan.levels, plan.signs, 96, 96)
+    toned = k["tone"](padded, tables)
+    windows = k["windows"](toned, transforms)
+    steps["levels + histograms"] = lambda: k["levels"](x)
+    steps["tables + affine maps"] = lambda: k["maps"](hist, plan.ops, plan.levels, plan.signs, 96, 96)
+    steps["tables applied"] = lambda: k["tone"](padded, tables)
+    steps["2x2 window gather"] = lambda: k["windows"](toned, transforms)
+    steps["interpolate + mix"] = lambda: k["mix"](x, windows, transforms, plan.chain_weights, plan.mix_weight)
+    whole = tf.function(lambda images, seed: aug.augment_images(images, seed), autograph=False)
+    seed = tf.constant([1, 2], tf.int64)
+    steps["whole AugMix (one graph)"] = lambda: whole(x, seed)
+    out = {}
+    for name, fn in steps.items():
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        out[name] = best * 1000
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -126,6 +161,7 @@ def main() -> None:
     parser.add_argument(
         "--methods", default="none,bloodcell,keras,bloodcell-all,keras-all,imgaug", help="comma-separated"
     )
+    parser.add_argument("--stages", action="store_true", help="also time each stage of bloodcell's AugMix")
     args = parser.parse_args()
     root = args.data / "pbc96" / args.split
     if not root.is_dir():
@@ -138,6 +174,10 @@ def main() -> None:
     import bloodcell as bc
 
     data = bc.datasets.load_folder(root, image_size=96)
+    if args.stages:
+        print(f"AugMix stages, best of 5, one batch of {BATCH} (load {os.getloadavg()[0]:.2f}):")
+        for name, ms in stage_times(data).items():
+            print(f"  {name:<26} {ms:7.1f} ms")
     methods = args.methods.split(",")
     augmenters = {m: make(m) for m in methods}
     print(
