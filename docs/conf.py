@@ -46,3 +46,7 @@ html_theme = "furo"
 html_title = f"bloodcell {release}"
 html_static_path = ["_static"]
 nitpicky = False
+# Classes re-exported by their package (bloodcell.datasets.BloodCellDataset is
+# bloodcell.datasets.core.BloodCellDataset) are documented under both names; a type hint then has
+# two equally good targets, which is not an error.
+suppress_warnings = ["ref.python"]

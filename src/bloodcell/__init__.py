@@ -50,12 +50,7 @@ __all__ = ["__version__", *sorted(_ATTRIBUTES), *_SUBMODULES]
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        try:
-            module = importlib.import_module(f"bloodcell.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"bloodcell.{name}":
-                raise AttributeError(f"module 'bloodcell' has no attribute {name!r} (not built yet)") from None
-            raise
+        module = importlib.import_module(f"bloodcell.{name}")
         globals()[name] = module
         return module
     if name in _ATTRIBUTES:

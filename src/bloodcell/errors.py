@@ -68,3 +68,19 @@ class WeightsUnavailableError(BloodcellError, RuntimeError):
 
 class ConfigurationError(BloodcellError, ValueError):
     """Arguments that cannot work together (a keyword out of range, an unknown option...)."""
+
+
+class IncompatibleWeightsError(BloodcellError, ValueError):
+    """A weights file that was read but does not fit the model (another architecture or input)."""
+
+
+class BloodcellWarning(UserWarning):
+    """Base class of the warnings bloodcell issues (filter them with ``warnings.filterwarnings``)."""
+
+
+class PixelRangeWarning(BloodcellWarning):
+    """Float images whose values all lie in [-1, 1] where a model expects pixels in 0–255."""
+
+
+class NotFittedError(BloodcellError, ValueError, AttributeError):
+    """A detector or model used before ``fit`` (like scikit-learn's ``NotFittedError``)."""

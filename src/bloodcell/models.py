@@ -1,0 +1,332 @@
+"""Classifiers: a backbone, global pooling and a head in one Keras model, plus feature extractors.
+
+:func:`build_classifier` is the one-line way; :class:`Classifier` assembles the parts by hand;
+:func:`feature_extractor` maps images to pooled feature vectors (for outlier detection, embeddings
+or a scikit-learn model on top); :func:`load_model` reads a saved model back in Keras's safe mode.
+
+Every model here takes images with pixel values in 0–255, as uint8 or float32 (the backbone does its
+own preprocessing), and is a functional ``keras.Model``: ``summary()``, ``fit()``, ``save()`` work as
+usual. Its layers are ``pixels`` (input) → the backbone → ``pooled`` (global pooling) → ``head``.
+
+Saved ``.keras`` files hold bloodcell's own layer and model classes, registered with Keras under the
+package name ``"bloodcell"``: import :mod:`bloodcell.models` (or use :func:`load_model`) before
+``keras.saving.load_model``, so Keras can find them without leaving safe mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from bloodcell.backbones.factory import create
+from bloodcell.backbones.freezing import freeze as freeze_layers
+from bloodcell.backbones.imagemodel import ImageModel, find_backbone
+from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDtypeError
+from bloodcell.heads import DenseStack, HeadSpec, Linear, build_head
+
+__all__ = ["Classifier", "build_classifier", "feature_extractor", "load_model"]
+
+_POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+
+
+def _pool(features: Any, pooling: str) -> Any:
+    """Global pooling of feature maps (N, h, w, D) into vectors (N, D); vectors pass through."""
+    if len(features.shape) == 2:
+        return features
+    if len(features.shape) != 4:
+        raise ConfigurationError(
+            f"The backbone returns tensors of shape {tuple(features.shape)}; expected feature maps "
+            "(N, h, w, D) or feature vectors (N, D)."
+        )
+    if pooling not in _POOLING:
+        raise ConfigurationError(f"pooling must be one of {sorted(_POOLING)}, got {pooling!r}.")
+    return _POOLING[pooling](name="pooled")(features)
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class Classifier(ImageModel):
+    """A backbone, global pooling and a head: pixels in 0–255 in, class probabilities (N, num_classes) out.
+
+    Args:
+        backbone: A backbone from :func:`bloodcell.backbones.create` (or a registered name, built
+            with ImageNet weights), or any Keras model mapping images to feature maps or vectors.
+        head: A head preset name (``"seed"``, ``"linear"``), a :class:`~bloodcell.heads.DenseStack` /
+            :class:`~bloodcell.heads.Linear`, or a Keras layer mapping pooled features to outputs.
+        num_classes: Number of classes (the head's output width).
+        *args: Keras's own functional-model arguments; used when Keras loads a saved classifier.
+        pooling: Global pooling of the feature maps, ``"avg"`` or ``"max"``.
+        name: The model's name.
+        **kwargs: Other ``keras.Model`` arguments.
+
+    Example:
+        >>> import bloodcell as bc
+        >>> backbone = bc.backbones.create("mobilenetv3small", input_shape=(32, 32, 3), weights=None)
+        >>> head = bc.heads.DenseStack(units=(64,), dropout=0.3)
+        >>> model = bc.models.Classifier(backbone, head, num_classes=8)
+        >>> [layer.name for layer in model.layers]
+        ['pixels', 'mobilenetv3small', 'pooled', 'head']
+        >>> model.output_shape
+        (None, 8)
+    """
+
+    def __init__(
+        self,
+        backbone: Any = None,
+        head: str | HeadSpec | Any = "seed",
+        num_classes: int = 8,
+        *args: Any,
+        pooling: str = "avg",
+        name: str = "classifier",
+        **kwargs: Any,
+    ) -> None:
+        if args or "inputs" in kwargs:  # Keras rebuilding a saved functional graph
+            super().__init__(*args, name=name, **kwargs)
+            return
+        if backbone is None:
+            raise ConfigurationError(
+                "Classifier needs a backbone: bloodcell.backbones.create(name, ...) or a registered name."
+            )
+        if isinstance(backbone, str):
+            backbone = create(backbone)
+        if not isinstance(backbone, keras.Model):
+            raise InvalidDtypeError(
+                f"backbone must be a keras.Model or a registered name, got {type(backbone).__name__}."
+            )
+        if isinstance(head, (str, Linear, DenseStack)):
+            head_layer = build_head(head, num_classes)
+        elif isinstance(head, keras.layers.Layer):
+            head_layer = head
+        else:
+            raise InvalidDtypeError(
+                f"head must be a preset name, Linear/DenseStack or a Keras layer, got {type(head).__name__}."
+            )
+        inputs = keras.Input(shape=tuple(backbone.inputs[0].shape[1:]), dtype="float32", name="pixels")
+        outputs = head_layer(_pool(backbone(inputs), pooling))
+        if outputs.shape[-1] != num_classes:
+            raise ConfigurationError(
+                f"The head returns {outputs.shape[-1]} outputs per image but num_classes={num_classes}."
+            )
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+    @property
+    def backbone(self) -> Any:
+        """The backbone model inside."""
+        found = find_backbone(self)
+        if found is not None:
+            return found
+        return next(layer for layer in self.layers if isinstance(layer, keras.Model))
+
+    @property
+    def head(self) -> Any:
+        """The head (a ``keras.Sequential`` for the bloodcell heads)."""
+        return self.layers[-1]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the model predicts."""
+        return int(self.outputs[0].shape[-1])
+
+
+def _freeze_kwargs(freeze: Any) -> dict[str, Any] | None:
+    if freeze is None or freeze is False:
+        return None
+    if freeze is True or freeze == "all":
+        return {}
+    if isinstance(freeze, int) and not isinstance(freeze, bool):
+        return {"first": freeze}
+    if isinstance(freeze, Mapping):
+        return dict(freeze)
+    raise ConfigurationError(
+        f"freeze must be None, an integer (the first N Conv2D/DepthwiseConv2D layers), 'all', or a dict of "
+        f"bloodcell.backbones.freeze() arguments such as {{'layers': 220}}; got {freeze!r}."
+    )
+
+
+def build_classifier(
+    backbone: str | Any = "efficientnetv2s",
+    head: str | HeadSpec | Any = "seed",
+    num_classes: int = 8,
+    input_shape: tuple[int, int, int] = (96, 96, 3),
+    weights: str | os.PathLike[str] | None = "imagenet",
+    freeze: int | str | Mapping[str, Any] | None = None,
+    *,
+    pooling: str = "avg",
+    train_batchnorm: bool = False,
+    batchnorm_momentum: float | str | None = "auto",
+    name: str | None = None,
+    **backbone_kwargs: Any,
+) -> Classifier:
+    """Build a classifier: a registered backbone, global pooling and a head, optionally part-frozen.
+
+    The model takes images in 0–255 (uint8 or float32), shape ``(N, *input_shape)``, and returns class
+    probabilities (N, num_classes). It is not compiled.
+
+    Args:
+        backbone: A registered backbone name (see :func:`bloodcell.backbones.list_backbones`), or a
+            backbone model already built (then ``input_shape``, ``weights``, ``batchnorm_momentum``
+            and ``backbone_kwargs`` are not used).
+        head: A head preset (``"seed"``, ``"linear"``), a :class:`~bloodcell.heads.DenseStack` or
+            :class:`~bloodcell.heads.Linear`, or a Keras layer.
+        num_classes: Number of classes.
+        input_shape: (height, width, 3) of the images.
+        weights: ``"imagenet"`` (downloaded by Keras), None (random initialisation, from scratch) or
+            the path of a ``.weights.h5``/``.h5``/``.keras`` file for the backbone.
+        freeze: None (all layers train); an integer N, the seed's rule: freeze the backbone up to its
+            N-th Conv2D/DepthwiseConv2D layer (the seed used 120); ``"all"``: the whole backbone; or a
+            dict of :func:`bloodcell.backbones.freeze` arguments, e.g. ``{"layers": 220}``.
+        pooling: Global pooling of the feature maps, ``"avg"`` or ``"max"``.
+        train_batchnorm: Keep the BatchNorm layers of the frozen part training (default: frozen, in
+            inference mode).
+        batchnorm_momentum: Backbone BatchNorm momentum: ``"auto"`` (0.9 when training from scratch,
+            Keras's own with pretrained weights), a float, or None (Keras's own).
+        name: The model's name (default: ``"<backbone>_classifier"``).
+        **backbone_kwargs: Passed to the backbone's Keras constructor.
+
+    Returns:
+        A :class:`Classifier` (a functional ``keras.Model``).
+
+    Example:
+        >>> import bloodcell as bc
+        >>> model = bc.build_classifier("mobilenetv3small", head="linear", input_shape=(32, 32, 3),
+        ...                             weights=None, freeze=10)
+        >>> model.output_shape, bc.backbones.trainable_summary(model).frozen_conv_layers
+        ((None, 8), 10)
+    """
+    freeze_args = _freeze_kwargs(freeze)
+    if isinstance(backbone, str):
+        backbone_model = create(
+            backbone,
+            input_shape=input_shape,
+            weights=weights,
+            batchnorm_momentum=batchnorm_momentum,
+            **backbone_kwargs,
+        )
+    elif isinstance(backbone, keras.Model):
+        backbone_model = backbone
+    else:
+        raise InvalidDtypeError(f"backbone must be a name or a keras.Model, got {type(backbone).__name__}.")
+    if freeze_args is not None:
+        freeze_args.setdefault("train_batchnorm", train_batchnorm)
+        freeze_layers(backbone_model, **freeze_args)
+    return Classifier(
+        backbone_model,
+        head,
+        num_classes,
+        pooling=pooling,
+        name=name or f"{backbone_model.name}_classifier",
+    )
+
+
+def feature_extractor(
+    model_or_backbone_name: str | Any,
+    input_shape: tuple[int, int, int] | None = None,
+    weights: str | os.PathLike[str] | None = "imagenet",
+    *,
+    pooling: str = "avg",
+    layer: str = "pooled",
+) -> ImageModel:
+    """A model mapping images in 0–255 (uint8 or float) to feature vectors (N, D).
+
+    Args:
+        model_or_backbone_name: A registered backbone name (built with ``input_shape`` and
+            ``weights``), a backbone model (its feature maps are pooled), or a trained classifier
+            (its pooled backbone features, or another layer's output, see ``layer``).
+        input_shape: (height, width, 3) for a backbone name (default (96, 96, 3)); for a model it
+            must match the model's input or be None.
+        weights: Backbone weights for a backbone name (``"imagenet"``, None or a file path); unused
+            for a model.
+        pooling: Global pooling of feature maps, ``"avg"`` or ``"max"`` (for names and backbones).
+        layer: For a classifier: ``"pooled"`` (the pooled backbone features, default),
+            ``"penultimate"`` (the input of the head's output layer), or the name of any layer of
+            the classifier or its head.
+
+    Returns:
+        An :class:`~bloodcell.backbones.ImageModel`; its weights are shared with ``model``.
+
+    Example:
+        >>> import numpy as np
+        >>> extractor = feature_extractor("mobilenetv3small", input_shape=(32, 32, 3), weights=None)
+        >>> extractor.predict(np.zeros((4, 32, 32, 3), dtype="uint8"), verbose=0).shape
+        (4, 576)
+    """
+    if isinstance(model_or_backbone_name, str):
+        backbone = create(model_or_backbone_name, input_shape=input_shape or (96, 96, 3), weights=weights)
+        return ImageModel(
+            inputs=_model_input(backbone),
+            outputs=_pool(backbone.outputs[0], pooling),
+            name=f"{backbone.name}_features",
+        )
+    model = model_or_backbone_name
+    if not isinstance(model, keras.Model):
+        raise InvalidDtypeError(
+            f"feature_extractor() takes a backbone name or a keras.Model, got {type(model).__name__}."
+        )
+    if input_shape is not None and tuple(model.inputs[0].shape[1:]) != tuple(input_shape):
+        raise ConfigurationError(
+            f"input_shape={tuple(input_shape)} but the model takes {tuple(model.inputs[0].shape[1:])}; "
+            "leave input_shape=None for a model."
+        )
+    names = {sub.name for sub in model.layers}
+    if "pooled" not in names and "head" not in names:  # a backbone (or any feature-map model)
+        return ImageModel(
+            inputs=_model_input(model),
+            outputs=_pool(model.outputs[0], pooling),
+            name=f"{model.name}_features",
+        )
+    outputs = _classifier_features(model, layer)
+    return ImageModel(inputs=_model_input(model), outputs=outputs, name=f"{model.name}_{layer}_features")
+
+
+def _model_input(model: Any) -> Any:
+    # One input tensor rather than a one-element list, so the new model is called like the old one.
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
+def _classifier_features(model: Any, layer: str) -> Any:
+    names = [sub.name for sub in model.layers]
+    pooled = model.get_layer("pooled").output if "pooled" in names else model.layers[-1].input
+    head = model.get_layer("head") if "head" in names else None
+    if layer == "pooled":
+        return pooled
+    head_layers = list(getattr(head, "layers", []))
+    if layer == "penultimate":
+        if len(head_layers) < 1:
+            raise ConfigurationError(
+                f"Model {model.name!r} has no head of layers to take the penultimate output of."
+            )
+        stop = len(head_layers) - 1
+    elif layer in names:
+        return model.get_layer(layer).output
+    elif layer in [sub.name for sub in head_layers]:
+        stop = [sub.name for sub in head_layers].index(layer) + 1
+    else:
+        raise ConfigurationError(
+            f"layer={layer!r} is not 'pooled', 'penultimate' or a layer of {model.name!r}: "
+            f"{names + [sub.name for sub in head_layers]}."
+        )
+    x = pooled
+    for sub in head_layers[:stop]:  # reuse the head's layers (shared weights) on the pooled features
+        x = sub(x)
+    return x
+
+
+def load_model(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
+    """Load a ``.keras`` model saved from bloodcell (or plain Keras) in Keras's safe mode.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> model = build_classifier("mobilenetv3small", head="linear", input_shape=(32, 32, 3), weights=None)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.keras"
+        >>> model.save(path)
+        >>> images = np.zeros((2, 32, 32, 3), dtype="uint8")
+        >>> bool(np.array_equal(load_model(path)(images), model(images)))
+        True
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataFileNotFoundError(f"Model file {str(path)!r} does not exist.")
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)
