@@ -130,13 +130,14 @@ def test_smote_in_feature_space_uses_the_features_for_neighbours(unbalanced):
     assert len(nearest) >= 2
 
 
-def test_smote_features_from_a_keras_model(unbalanced):
-    import keras
-
-    inputs = keras.Input((96, 96, 3))
-    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
-    out = balance.smote(unbalanced, space="features", features=model, batch_size=16, seed=0)
+def test_smote_features_from_bloodcells_feature_extractor(unbalanced):
+    # The library's own extractor (random weights here: no download in tests).
+    extractor = bc.models.feature_extractor("mobilenetv3small", weights=None)
+    out = balance.smote(unbalanced, space="features", features=extractor, batch_size=32, seed=0)
     assert set(out.class_counts().values()) == {10}
+    real = unbalanced.images[unbalanced.labels == 1]
+    synthetic = out.images[(out.sources == "smote") & (out.labels == 1)]
+    assert (on_a_segment(synthetic, real) <= 0.6).all()
 
 
 def test_smote_errors(unbalanced, monkeypatch):
