@@ -289,3 +289,24 @@ def test_compose_with_mixup_needs_and_mixes_one_hot_labels(small_sample):
 def test_compose_rejects_a_non_list():
     with pytest.raises(ConfigurationError, match="list"):
         Compose(AugMix())
+
+
+def test_compose_runs_randaugment_rotation_and_cutmix_unwrapped(small_sample):
+    aug = Compose(
+        [
+            keras.layers.RandAugment(value_range=(0, 255), seed=0),
+            keras.layers.RandomRotation(0.5),
+            keras.layers.CutMix(),
+        ]
+    )
+    assert aug.requires_one_hot
+    images, labels = next(iter(bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=0, one_hot=True)))
+    assert images.shape == (8, 96, 96, 3) and images.dtype == tf.float32
+    assert (labels.numpy().max(1) < 0.999).any()  # CutMix mixed the labels with the patches
+    # RandomRotation draws from the pipeline's seed: reproducible without a seed of its own.
+    rotate = Compose([keras.layers.RandomRotation(0.5)])
+    a = rotate.augment_batch(small_sample.images[:4], None, tf.constant([1, 1], tf.int64))[0]
+    b = rotate.augment_batch(small_sample.images[:4], None, tf.constant([1, 1], tf.int64))[0]
+    c = rotate.augment_batch(small_sample.images[:4], None, tf.constant([1, 2], tf.int64))[0]
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert np.abs(a.numpy().astype(int) - c.numpy()).mean() > 1.0
