@@ -95,6 +95,18 @@ def test_label_mixing_augmenters_demand_one_hot(small_sample):
     assert next(iter(to_tf_dataset(small_sample, augment=_Mixer(), one_hot=True)))[1].shape == (16, 8)
 
 
+def test_keras_label_mixing_layers_get_labels_and_need_one_hot(small_sample):
+    import keras
+
+    with pytest.raises(ConfigurationError, match="one_hot=True"):
+        to_tf_dataset(small_sample, augment=keras.layers.MixUp())
+    ds = to_tf_dataset(small_sample, batch_size=16, augment=keras.layers.MixUp(alpha=1.0), one_hot=True, seed=0)
+    _, y = next(iter(ds))
+    assert y.shape == (16, 8)
+    np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, rtol=1e-5)
+    assert (y.numpy().max(axis=1) < 1.0).any()  # some labels were mixed
+
+
 def test_bad_arguments(small_sample):
     with pytest.raises(InvalidDtypeError, match="BloodCellDataset"):
         to_tf_dataset(small_sample.images)

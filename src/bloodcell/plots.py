@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path
+from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 
-__all__: list[str] = ["outlier_gallery"]
+__all__: list[str] = ["augmentation_grid", "outlier_gallery"]
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation and training figures
@@ -339,3 +341,112 @@ def outlier_gallery(
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return os.fspath(path)
+
+
+def _pick_rows(labels: np.ndarray, n_images: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """One image per class in class order (as many classes as fit), then random others."""
+    picks: list[int] = []
+    for k in range(num_classes):
+        rows = np.flatnonzero(labels == k)
+        if len(rows) and len(picks) < n_images:
+            picks.append(int(rng.choice(rows)))
+    rest = np.setdiff1d(np.arange(len(labels)), picks)
+    if len(picks) < n_images and len(rest):
+        picks.extend(rng.choice(rest, size=min(n_images - len(picks), len(rest)), replace=False).tolist())
+    return np.asarray(picks, np.int64)
+
+
+def augmentation_grid(
+    dataset: Any,
+    augmenter: Any,
+    path: str | os.PathLike[str] = "augmentation_grid.png",
+    *,
+    n_images: int = 8,
+    n_augmentations: int = 5,
+    seed: int = 0,
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Write a grid of real images (first column) beside ``n_augmentations`` augmented versions of each.
+
+    One image per class is shown (as many as ``n_images`` allows), labelled with its class, so
+    you can check that the augmented cells stay recognisable.
+
+    Args:
+        dataset: A :class:`~bloodcell.datasets.BloodCellDataset`.
+        augmenter: A bloodcell augmenter, a Keras image layer or a callable on image batches.
+        path: Where to write the PNG.
+        n_images: Rows (images).
+        n_augmentations: Augmented columns beside each original.
+        seed: Picks the images and seeds the augmentations.
+        title: Figure title (default: the augmenter's repr).
+        dpi: Resolution.
+
+    Returns:
+        The path of the PNG.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> import bloodcell as bc
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "grid.png"
+        >>> data = bc.datasets.load_sample(per_class=1)
+        >>> out = augmentation_grid(data, bc.augment.RandomGeometric(), target, n_images=2, n_augmentations=2)
+        >>> out.suffix
+        '.png'
+    """
+    import tensorflow as tf
+
+    from bloodcell.augment.base import apply_augmenter
+    from bloodcell.datasets import BloodCellDataset
+
+    if not isinstance(dataset, BloodCellDataset):
+        raise InvalidDtypeError(
+            f"augmentation_grid() takes a BloodCellDataset, got {type(dataset).__name__}."
+        )
+    dataset.check_not_empty("augmentation_grid()")
+    for name, value in (("n_images", n_images), ("n_augmentations", n_augmentations), ("dpi", dpi)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{name} must be a positive integer, got {value!r}.")
+    rng = np.random.default_rng(seed)
+    rows = _pick_rows(np.asarray(dataset.labels), n_images, dataset.num_classes, rng)
+    originals = dataset.images[rows]
+    images = tf.constant(originals, tf.float32)
+    labels = tf.one_hot(dataset.labels[rows], dataset.num_classes)
+    columns = [originals]
+    for j in range(n_augmentations):
+        out, _ = apply_augmenter(augmenter, images, labels, tf.constant([seed, j], tf.int64))
+        out = np.asarray(out)
+        if out.shape != originals.shape:
+            raise InvalidDataError(
+                f"the augmenter returned shape {out.shape} for images of shape {originals.shape}; "
+                "augmentation_grid() shows augmenters that map an image batch to a batch of the same shape."
+            )
+        columns.append(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+
+    plt = _pyplot()
+    n_rows, n_cols = len(rows), n_augmentations + 1
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(1.25 * n_cols + 0.9, 1.25 * n_rows + 0.5), squeeze=False
+    )
+    for i in range(n_rows):
+        for j in range(n_cols):
+            ax = axes[i, j]
+            ax.imshow(columns[j][i], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(dataset.class_names[int(dataset.labels[rows[i]])], fontsize=8)
+            if i == 0:
+                ax.set_title("original" if j == 0 else f"augmented {j}", fontsize=8)
+    for i in range(n_rows):  # a gap between originals and augmentations
+        axes[i, 0].spines[:].set_linewidth(2.0)
+    text = title if title is not None else repr(augmenter)
+    fig.suptitle(textwrap.fill(text, width=int(18 * n_cols)), fontsize=8)
+    fig.tight_layout()
+    target = Path(path)
+    try:
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return target

@@ -31,14 +31,6 @@ def batch_seeds(seed: int, rerandomize_each_iteration: bool = True) -> Any:
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=rerandomize_each_iteration).batch(2)
 
 
-def _apply_augment(augment: Augmenter, images: Any, labels: Any, seed: Any) -> tuple[Any, Any]:
-    # bloodcell augmenters take an explicit per-batch seed (stateless, reproducible in parallel
-    # maps) and may change labels (MixUp/CutMix); any other callable just maps images.
-    if hasattr(augment, "augment_batch"):
-        return augment.augment_batch(images, labels, seed)
-    return augment(images), labels
-
-
 def to_tf_dataset(
     dataset: BloodCellDataset,
     batch_size: int = 64,
@@ -62,8 +54,8 @@ def to_tf_dataset(
         batch_size: Images per batch.
         shuffle: Shuffle the order, anew at each pass (epoch).
         augment: Applied to each float batch inside the graph: a bloodcell augmenter (it receives
-            an explicit per-batch seed and the labels), or any callable / Keras layer mapping
-            images to images.
+            an explicit per-batch seed and the labels), a Keras image layer (seeded the same way;
+            ``MixUp``/``CutMix`` mix the labels too), or any callable mapping images to images.
         one_hot: Labels as one-hot float rows (needed for MixUp/CutMix and label smoothing).
         seed: Makes shuffling and augmentation deterministic; None draws a fresh seed.
         drop_remainder: Drop a last, smaller batch.
@@ -83,6 +75,11 @@ def to_tf_dataset(
     """
     import tensorflow as tf
 
+    # bloodcell augmenters take an explicit per-batch seed (stateless, reproducible in parallel
+    # maps) and may change labels; Keras image layers get that seed through their own hook, and
+    # MixUp/CutMix receive the labels too; any other callable just maps images.
+    from bloodcell.augment.base import apply_augmenter, requires_one_hot
+
     if not isinstance(dataset, BloodCellDataset):
         raise InvalidDtypeError(
             f"to_tf_dataset() takes a BloodCellDataset, got {type(dataset).__name__}; wrap arrays with "
@@ -91,7 +88,7 @@ def to_tf_dataset(
     dataset.check_not_empty("to_tf_dataset()")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if augment is not None and getattr(augment, "requires_one_hot", False) and not one_hot:
+    if augment is not None and requires_one_hot(augment) and not one_hot:
         raise ConfigurationError(
             f"{type(augment).__name__} mixes labels and needs one_hot=True in to_tf_dataset()."
         )
@@ -129,7 +126,7 @@ def to_tf_dataset(
     if augment is not None:
         seeds = batch_seeds(seed)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: _apply_augment(augment, xy[0], xy[1], s),
+            lambda xy, s: apply_augmenter(augment, xy[0], xy[1], s),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

@@ -1,0 +1,213 @@
+"""Benchmark: AugMix throughput in a ``tf.data`` pipeline, bloodcell against Keras and imgaug.
+
+Every method runs in the same ``bc.datasets.to_tf_dataset`` pipeline over the same real 96×96
+PBC images in batches of 64 (repeat, no shuffle), in the same process, interleaved round by round
+so that a change of machine load hits all of them alike. Each measurement times ``--batches``
+batches after ``--warmup`` batches (which include XLA compilation and graph tracing).
+
+Methods:
+  none                 the pipeline without augmentation (its own cost)
+  bloodcell            bc.augment.AugMix()                  (paper defaults, all_ops=False)
+  keras                keras.layers.AugMix(all_ops=False)   (same op list; Keras defaults otherwise)
+  bloodcell-all        bc.augment.AugMix(all_ops=True)
+  keras-all            keras.layers.AugMix()                (Keras's default all_ops=True)
+  imgaug               AugMix written with imgaug: 3 chains of 1–3 imgaug ops per image, mixed
+                       with per-image Dirichlet/Beta weights in NumPy (tf.numpy_function)
+
+Usage:
+    python benchmarks/augment.py [--data PATH] [--split val] [--batches 20] [--rounds 3] [--stages]
+
+``--data`` defaults to ``<repo>/../shared/data``; it must hold ``pbc96/<split>`` (the PBC dataset
+of Acevedo et al. 2020 at 96×96: https://data.mendeley.com/datasets/snkd93bnjr/1, prepared as
+described in the README of that folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BATCH = 64
+
+
+def imgaug_augmix(severity: int = 3, width: int = 3, alpha: float = 1.0):  # noqa: ANN201
+    """AugMix built from imgaug ops (``tf.numpy_function``): the pipeline people write by hand."""
+    import numpy as np
+    import tensorflow as tf
+
+    from bloodcell._compat.imgaug import import_imgaug
+
+    iaa = import_imgaug()
+    s = severity / 10.0
+    shear = math.degrees(math.atan(0.3 * s))  # the paper's largest shear factor, 0.3·severity/10, in degrees
+    ops = [
+        iaa.pillike.Equalize(),
+        iaa.pillike.Posterize(nb_bits=(4 - int(4 * s), 4)),
+        iaa.Affine(rotate=(-30 * s, 30 * s), mode="reflect"),
+        iaa.pillike.Solarize(threshold=(256 - int(256 * s), 256)),
+        iaa.ShearX((-shear, shear), mode="reflect"),
+        iaa.ShearY((-shear, shear), mode="reflect"),
+        iaa.TranslateX(percent=(-s / 3, s / 3), mode="reflect"),
+        iaa.TranslateY(percent=(-s / 3, s / 3), mode="reflect"),
+        iaa.pillike.EnhanceContrast((1.0, 1.0 + s)),  # pillike.Autocontrast fails on NumPy 2
+    ]
+    chain = iaa.SomeOf((1, 3), ops)
+    rng = np.random.default_rng(0)
+
+    def run(images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.uint8)
+        n = len(x)
+        weights = rng.dirichlet([alpha] * width, size=n).astype(np.float32)
+        m = rng.beta(alpha, alpha, size=n).astype(np.float32)[:, None, None, None]
+        mix = np.zeros(x.shape, np.float32)
+        for i in range(width):
+            mix += weights[:, i, None, None, None] * np.asarray(chain(images=x), np.float32)
+        return ((1 - m) * x + m * mix).astype(np.float32)
+
+    def augment(images):  # noqa: ANN001, ANN202
+        out = tf.numpy_function(run, [images], tf.float32, stateful=True)
+        return tf.ensure_shape(out, images.shape)
+
+    return augment
+
+
+def make(method: str):  # noqa: ANN201
+    import keras
+
+    import bloodcell as bc
+
+    if method == "none":
+        return None
+    if method == "bloodcell":
+        return bc.augment.AugMix()
+    if method == "bloodcell-all":
+        return bc.augment.AugMix(all_ops=True)
+    if method == "keras":
+        return keras.layers.AugMix(value_range=(0, 255), all_ops=False, seed=0)
+    if method == "keras-all":
+        return keras.layers.AugMix(value_range=(0, 255), seed=0)
+    if method == "imgaug":
+        return imgaug_augmix()
+    raise ValueError(method)
+
+
+def measure(data, augment, warmup: int, batches: int) -> float:  # noqa: ANN001
+    """Images per second over ``batches`` batches after ``warmup`` batches."""
+    import bloodcell as bc
+
+    ds = bc.datasets.to_tf_dataset(data, BATCH, augment=augment, seed=0, repeat=True, drop_remainder=True)
+    it = iter(ds)
+    for _ in range(warmup):
+        next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * BATCH / (time.perf_counter() - start)
+
+
+def stage_times(data, repeats: int = 5) -> dict[str, float]:  # noqa: ANN001
+    """Milliseconds per batch of 64 for each compiled stage of bloodcell's AugMix, called directly."""
+    import tensorflow as tf
+
+    import bloodcell as bc
+
+    aug = bc.augment.AugMix()
+    x = tf.constant(data.images[:BATCH], tf.float32)
+    plan = aug.sample_plan(BATCH, tf.constant([1, 2], tf.int64))
+    k = aug._kernels()
+    steps = {}
+    padded, hist = k["levels"](x)
+    tables, transforms = k["maps"](hist, plan.ops, plan.levels, plan.signs, 96, 96)
+    toned = k["tone"](padded, tables)
+    windows = k["windows"](toned, transforms)
+    steps["levels + histograms"] = lambda: k["levels"](x)
+    steps["tables + affine maps"] = lambda: k["maps"](hist, plan.ops, plan.levels, plan.signs, 96, 96)
+    steps["tables applied"] = lambda: k["tone"](padded, tables)
+    steps["2x2 window gather"] = lambda: k["windows"](toned, transforms)
+    steps["interpolate + mix"] = lambda: k["mix"](x, windows, transforms, plan.chain_weights, plan.mix_weight)
+    whole = tf.function(lambda images, seed: aug.augment_images(images, seed), autograph=False)
+    seed = tf.constant([1, 2], tf.int64)
+    steps["whole AugMix (one graph)"] = lambda: whole(x, seed)
+    out = {}
+    for name, fn in steps.items():
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        out[name] = best * 1000
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--split", default="val", help="pbc96 split to read (val: 1,743 images; train: 11,919)"
+    )
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--methods", default="none,bloodcell,keras,bloodcell-all,keras-all,imgaug", help="comma-separated"
+    )
+    parser.add_argument("--stages", action="store_true", help="also time each stage of bloodcell's AugMix")
+    args = parser.parse_args()
+    root = args.data / "pbc96" / args.split
+    if not root.is_dir():
+        sys.exit(
+            f"missing {root}: pass --data pointing at a folder holding pbc96/{args.split} "
+            "(PBC dataset, https://data.mendeley.com/datasets/snkd93bnjr/1, resized to 96x96)."
+        )
+    import tensorflow as tf
+
+    import bloodcell as bc
+
+    data = bc.datasets.load_folder(root, image_size=96)
+    if args.stages:
+        print(f"AugMix stages, best of 5, one batch of {BATCH} (load {os.getloadavg()[0]:.2f}):")
+        for name, ms in stage_times(data).items():
+            print(f"  {name:<26} {ms:7.1f} ms")
+    methods = args.methods.split(",")
+    augmenters = {m: make(m) for m in methods}
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, TensorFlow {tf.__version__}"
+    )
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; data: {root} ({len(data)} images, batches of {BATCH})")
+    rates: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(args.rounds):
+        load = os.getloadavg()[0]
+        for m in methods:
+            rates[m].append(measure(data, augmenters[m], args.warmup, args.batches))
+        print(
+            f"round {r + 1}: load {load:.2f} → "
+            + ", ".join(f"{m} {rates[m][-1]:.0f}" for m in methods)
+            + " img/s"
+        )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print("\nmethod          best img/s  median img/s  ms/image (median)")
+    for m in methods:
+        med = statistics.median(rates[m])
+        print(f"{m:<15} {max(rates[m]):>10.0f} {med:>13.0f} {1000 / med:>18.3f}")
+    for ours, theirs in (("bloodcell", "keras"), ("bloodcell-all", "keras-all"), ("bloodcell", "imgaug")):
+        if ours in rates and theirs in rates:
+            per_round = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
+            print(
+                f"{ours} / {theirs}: median ratio {statistics.median(per_round):.1f}x "
+                f"(per round: {', '.join(f'{x:.1f}' for x in per_round)})"
+            )
+
+
+if __name__ == "__main__":
+    main()

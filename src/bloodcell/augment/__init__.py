@@ -1,0 +1,62 @@
+"""Augmentation and class balancing: AugMix, geometric and imgaug augmenters, oversampling, SMOTE.
+
+Every augmenter works in three places: in a ``tf.data`` pipeline built by
+:func:`bloodcell.datasets.to_tf_dataset` (which passes an explicit per-batch seed), inside a Keras
+model as a layer (active only in training), and on its own as ``aug(images)``.
+
+Names load on first use, so the balancing functions work without importing TensorFlow.
+
+Example:
+    >>> import bloodcell as bc
+    >>> data = bc.datasets.load_sample(per_class=4)
+    >>> ds = bc.datasets.to_tf_dataset(data, batch_size=8, augment=bc.augment.AugMix(), seed=0)
+    >>> images, labels = next(iter(ds))
+    >>> images.shape
+    TensorShape([8, 96, 96, 3])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public names and the module that defines each (PEP 562 lazy loading).
+_ATTRIBUTES = {
+    "Augmenter": "bloodcell.augment.base",
+    "Compose": "bloodcell.augment.base",
+    "AugMix": "bloodcell.augment.augmix",
+    "AugMixPlan": "bloodcell.augment.augmix",
+    "AUGMIX_OPS": "bloodcell.augment.augmix",
+    "AUGMIX_ALL_OPS": "bloodcell.augment.augmix",
+    "RandomGeometric": "bloodcell.augment.geometric",
+    "ImgaugAugmenter": "bloodcell.augment.imgaug_adapter",
+    "import_imgaug": "bloodcell._compat.imgaug",
+    "MultiView": "bloodcell.augment.consistency",
+    "ConsistencyModel": "bloodcell.augment.consistency",
+    "jensen_shannon": "bloodcell.augment.consistency",
+    "oversample": "bloodcell.augment.balance",
+    "oversample_indices": "bloodcell.augment.balance",
+    "undersample": "bloodcell.augment.balance",
+    "undersample_indices": "bloodcell.augment.balance",
+    "smote": "bloodcell.augment.balance",
+    "class_weights": "bloodcell.augment.balance",
+}
+_SUBMODULES = ("ops", "balance", "base", "augmix", "geometric", "consistency", "imgaug_adapter")
+
+__all__ = sorted(_ATTRIBUTES) + list(_SUBMODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"bloodcell.augment.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'bloodcell.augment' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
