@@ -104,9 +104,9 @@ class Trainer:
         seed: Seeds Python, NumPy, TensorFlow and Keras at the start of each phase, and the data order,
             oversampling, SMOTE and augmentation (default 0). One seed gives identical metrics on
             CPU when the model was built after ``keras.utils.set_random_seed`` (its initial weights
-            and dropout seeds are fixed when it is built) and the augmenter is a bloodcell one
-            (stateless, seeded per batch). Keras's random layers used as ``augment`` draw from a
-            shared stateful generator inside a parallel ``tf.data`` map and are not repeatable.
+            and dropout seeds are fixed when it is built) and the augmenter draws from the
+            pipeline's per-batch seed, as bloodcell augmenters and Keras image layers do (other
+            callables with random state of their own may not be repeatable).
         deterministic: Also make TensorFlow's ops deterministic
             (``tf.config.experimental.enable_op_determinism``; process-wide and somewhat slower).
             On CPU, training is repeatable for a seed without it (default False).
