@@ -1,0 +1,232 @@
+"""CPU accuracy track: train from scratch on pbc96/train within a time budget, choose on pbc96/val.
+
+No pretrained weights: the backbone starts from random weights. The schedule is fitted to the
+budget: a short calibration measures the time per training step and per validation pass, the
+number of epochs that fit in what is left is computed, and a cosine learning-rate schedule (with
+warm-up) runs over exactly those epochs. Validation accuracy is measured on the exponential moving
+average of the weights (Keras ``use_ema`` + ``SwapEMAWeights``) after every epoch, and the best
+epoch's weights are kept. A guard stops training if an epoch would overrun the budget.
+
+The budget counts everything after the data is decoded: model building, calibration, training and
+the per-epoch validation passes.
+
+Usage (the full run is 30 minutes on 2 cores)::
+
+    python benchmarks/accuracy_cpu.py --budget-min 30 --seed 0
+    python benchmarks/accuracy_cpu.py --budget-min 3 --seed 0          # a short check
+
+Data: ``--data`` points at a folder holding ``pbc96/train`` and ``pbc96/val`` (class folders of
+96×96 JPEGs), by default ``<repo>/../shared/data``. Without it, download the PBC dataset (Acevedo
+et al. 2020, Mendeley Data, doi:10.17632/snkd93bnjr.1, CC BY 4.0), centre-crop each image to a
+square and resize it to 96×96, in class folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="folder holding pbc96/train and pbc96/val (default: %(default)s)",
+    )
+    p.add_argument(
+        "--backbone", default="mobilenetv3small", help="registered backbone (default: %(default)s)"
+    )
+    p.add_argument("--budget-min", type=float, default=30.0, help="training time budget in minutes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the cpu preset's")
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: preset's)")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--ema-momentum", type=float, default=None)
+    p.add_argument("--label-smoothing", type=float, default=None)
+    p.add_argument(
+        "--augment",
+        choices=["geometric", "augmix", "none"],
+        default=None,
+        help="augmentation (default: the cpu preset's, geometric)",
+    )
+    p.add_argument("--no-ema", action="store_true", help="no weight averaging")
+    p.add_argument("--calibration-steps", type=int, default=30, help="timed training steps before planning")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy_cpu", help="output folder")
+    p.add_argument("--verbose", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def load(data_dir: Path):
+    import bloodcell as bc
+
+    root = data_dir / "pbc96"
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        sys.exit(
+            f"No pbc96/train and pbc96/val under {data_dir}. Pass --data; see this script's docstring for where "
+            "to get the PBC dataset and how to prepare it."
+        )
+    return bc.datasets.load_folder(root / "train"), bc.datasets.load_folder(root / "val")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import keras
+    import numpy as np
+
+    import bloodcell as bc
+
+    train, val = load(args.data)
+    changes = {"backbone": args.backbone}
+    for flag, key in (
+        ("batch_size", "batch_size"),
+        ("learning_rate", "learning_rate"),
+        ("weight_decay", "weight_decay"),
+        ("ema_momentum", "ema_momentum"),
+        ("label_smoothing", "label_smoothing"),
+    ):
+        if getattr(args, flag) is not None:
+            changes[key] = getattr(args, flag)
+    if args.no_ema:
+        changes["ema"] = False
+    if args.augment is not None:
+        changes["augment"] = None if args.augment == "none" else args.augment
+    config = bc.experiments.Config.preset("cpu", **changes)
+    budget = args.budget_min * 60.0
+    start = time.perf_counter()  # the budget starts here: data decoded, nothing built yet
+
+    # 1. Calibration: time training steps (after the graph is built) and one validation pass.
+    keras.utils.set_random_seed(args.seed)
+    probe = config.build_model(num_classes=train.num_classes)
+    probe_trainer = bc.Trainer(
+        probe, augment=config.build_augmenter(), seed=args.seed, verbose=0, **config.trainer_kwargs()
+    )
+    steps = max(1, -(-len(train) // config.batch_size))
+    calib = train.subset(np.arange(min(len(train), (args.calibration_steps + 5) * config.batch_size)))
+    timer = _StepTimer(skip=5)
+    probe_trainer.callbacks.append(timer)
+    probe_trainer.fit(calib, None, epochs=1)
+    t0 = time.perf_counter()
+    probe.predict(bc.datasets.to_tf_dataset(val, batch_size=256), verbose=0)
+    val_seconds = time.perf_counter() - t0
+    epoch_seconds = steps * timer.seconds_per_step + val_seconds
+    del probe, probe_trainer
+    keras.backend.clear_session()
+
+    # 2. Plan: as many whole epochs as fit in the rest of the budget (5 % kept for the end).
+    keras.utils.set_random_seed(args.seed)
+    model = config.build_model(num_classes=train.num_classes)
+    elapsed = time.perf_counter() - start
+    epochs = max(1, int((budget * 0.95 - elapsed - 20.0) // epoch_seconds))  # 20 s: graph building
+    print(
+        f"calibration: {timer.seconds_per_step * 1000:.0f} ms/step, validation {val_seconds:.1f} s, "
+        f"≈ {epoch_seconds:.0f} s/epoch; {elapsed:.0f} s used; planning {epochs} epochs",
+        flush=True,
+    )
+
+    # 3. Train with a cosine schedule over exactly those epochs; stop early if the budget runs out.
+    guard = _BudgetGuard(start, budget)
+    out = args.out / f"{args.backbone}-seed{args.seed}-{args.budget_min:g}min"
+    trainer = bc.Trainer(
+        model,
+        augment=config.build_augmenter(),
+        seed=args.seed,
+        verbose=args.verbose,
+        callbacks=[guard],
+        output_dir=out / "train",
+        **config.trainer_kwargs(),
+    )
+    history = trainer.fit(train, val, epochs=epochs).history
+    train_seconds = time.perf_counter() - start
+
+    report = bc.evaluate(model, val, batch_size=256)
+    val_acc = history["val_accuracy"]
+    best = int(np.argmax(val_acc))
+    result = {
+        "backbone": args.backbone,
+        "seed": args.seed,
+        "budget_min": args.budget_min,
+        "planned_epochs": epochs,
+        "epochs_run": len(val_acc),
+        "stopped_by_budget": guard.stopped,
+        "seconds": round(train_seconds, 1),
+        "best_epoch": best + 1,
+        "best_val_accuracy": val_acc[best],
+        "last_val_accuracy": val_acc[-1],
+        "selected_val_accuracy": report.accuracy,
+        "selected_val_f1_macro": report.f1_macro,
+        "config": config.to_dict(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end",
+        "command": "python benchmarks/accuracy_cpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    bc._io.atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
+    report.to_json(out / "report.json", include_predictions=True)
+    bc.plots.training_curves(
+        trainer.history, out / "training_curves.png", title=f"{args.backbone}, seed {args.seed}"
+    )
+    bc.plots.confusion_matrix(report, out / "confusion_matrix.png")
+    print(report)
+    print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=1))
+    return result
+
+
+class _StepTimer:
+    """Seconds per training step after ``skip`` warm-up steps (a Keras callback)."""
+
+    def __new__(cls, skip: int = 5):
+        import keras
+
+        class StepTimer(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.times: list[float] = []
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.times.append(time.perf_counter())
+
+            @property
+            def seconds_per_step(self) -> float:
+                t = self.times[skip:]
+                return (t[-1] - t[0]) / max(1, len(t) - 1) if len(t) > 1 else float("nan")
+
+        return StepTimer()
+
+
+class _BudgetGuard:
+    """Stops training at an epoch end when the next epoch would overrun the budget (a Keras callback)."""
+
+    def __new__(cls, start: float, budget: float):
+        import keras
+
+        class BudgetGuard(keras.callbacks.Callback):
+            stopped = False
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.epoch_start = start
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch_start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                now = time.perf_counter()
+                if now + (now - self.epoch_start) > start + budget:
+                    self.model.stop_training = True
+                    self.stopped = True
+
+        return BudgetGuard()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Training throughput: the Trainer with AugMix against raw ``model.fit`` on in-memory tensors.
+
+For each backbone, the same classifier (random weights, 96×96 inputs, the seed head) is trained:
+
+* **baseline**: ``model.fit(x, y)`` on a float32 tensor already in memory, no augmentation;
+* **Trainer**: :class:`bloodcell.Trainer` with ``augment=bloodcell.augment.AugMix()``, i.e. the
+  uint8 images gathered, augmented in ``tf.data`` and fed batch by batch.
+
+Both run in this process, one after the other, on the same real images. Images per second are
+measured over whole epochs after a warm-up epoch (the first epoch builds the graph), as the
+median over the timed epochs (robust to a burst of load from other processes). The ratio
+Trainer / baseline is the figure of merit (goal ≥ 0.95): augmentation must hide behind the model.
+
+Usage::
+
+    python benchmarks/train_throughput.py                       # both backbones, 3 timed epochs
+    python benchmarks/train_throughput.py --backbones mobilenetv3small --images 512 --epochs 2
+
+Data: ``--data`` holds ``pbc96/train`` (default ``<repo>/../shared/data``); without it the bundled
+800-image sample is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--backbones", nargs="+", default=["efficientnetv2s", "mobilenetv3small"])
+    p.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="images per epoch (default: 640 for EfficientNetV2S, 2048 otherwise)",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
+    p.add_argument("--order", choices=["baseline-first", "trainer-first"], default="baseline-first")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    return p.parse_args(argv)
+
+
+def images(data_dir: Path, n: int):
+    import numpy as np
+
+    import bloodcell as bc
+
+    folder = data_dir / "pbc96" / "train"
+    if folder.is_dir():
+        data = bc.datasets.load_folder(folder)
+        source = str(folder)
+    else:
+        data = bc.datasets.load_sample()
+        source = "bundled sample (pbc96/train not found)"
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(data), size=n, replace=n > len(data))
+    return data.subset(np.sort(pick)), source
+
+
+class EpochTimes:
+    def __new__(cls):
+        import keras
+
+        class _EpochTimes(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.seconds: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self._t)
+
+        return _EpochTimes()
+
+
+def build(backbone: str, seed: int = 0):
+    import keras
+
+    import bloodcell as bc
+
+    keras.utils.set_random_seed(seed)
+    return bc.build_classifier(backbone, head="seed", weights=None, input_shape=(96, 96, 3))
+
+
+def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    model = build(backbone)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    x = tf.constant(data.images.astype(np.float32))  # in memory, already float
+    y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
+    timer = EpochTimes()
+    model.fit(x, y, batch_size=batch_size, epochs=epochs + 1, shuffle=True, callbacks=[timer], verbose=0)
+    return len(data) / float(np.median(timer.seconds[1:]))  # whole batches only (see main)
+
+
+def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
+    import numpy as np
+
+    import bloodcell as bc
+
+    model = build(backbone)
+    timer = EpochTimes()
+    trainer = bc.Trainer(
+        model,
+        augment=bc.augment.AugMix(),
+        batch_size=batch_size,
+        callbacks=[timer],
+        early_stopping_patience=None,
+        reduce_lr_patience=None,
+        restore_best=False,
+        verbose=0,
+    )
+    trainer.fit(data, None, epochs=epochs + 1)
+    return len(data) / float(np.median(timer.seconds[1:]))
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    import keras
+
+    results = []
+    for backbone in args.backbones:
+        n = args.images or (640 if "v2s" in backbone.lower() else 2048)
+        n -= n % args.batch_size  # whole batches: both sides see the same work
+        data, source = images(args.data, n)
+        runs = [("baseline", baseline), ("trainer", with_trainer)]
+        if args.order == "trainer-first":
+            runs.reverse()
+        speed = {}
+        for label, fn in runs:
+            keras.backend.clear_session()
+            speed[label] = fn(backbone, data, args.batch_size, args.epochs)
+        row = {
+            "backbone": backbone,
+            "images_per_epoch": n,
+            "batch_size": args.batch_size,
+            "timed_epochs": args.epochs,
+            "baseline_img_s": round(speed["baseline"], 1),
+            "trainer_augmix_img_s": round(speed["trainer"], 1),
+            "ratio": round(speed["trainer"] / speed["baseline"], 3),
+            "data": source,
+            "load_1min": round(os.getloadavg()[0], 2),
+        }
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""Experiments: a :class:`Config` per recipe, :func:`run` per seed, :func:`compare` for a results table.
+
+A run is defined entirely by its :class:`Config` (model, augmentation, balancing, optimiser,
+schedule, epochs) plus the data and a seed. Each run writes a folder::
+
+    <output_dir>/<name>/seed<k>/
+        config.json      the Config, as saved
+        train/           the Trainer's checkpoints, logs and resume state
+        history.json     per-epoch loss, accuracy, learning rate (all phases)
+        report.json      the test-set Report, predictions included
+        model.keras      the trained model (loads in Keras safe mode)
+        confusion_matrix.png, training_curves.png
+        result.json      written last: its presence means the run finished
+
+A finished run is loaded, not redone; an interrupted one resumes from its last finished epoch.
+
+Example:
+    >>> import bloodcell as bc
+    >>> cfg = bc.experiments.Config.preset("seed")
+    >>> cfg.backbone, cfg.freeze, cfg.augment, cfg.optimizer
+    ('efficientnetv2s', 120, 'augmix', 'adam')
+    >>> cfg.replace(balance="smote").balance
+    'smote'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bloodcell._io import atomic_path, atomic_write_text
+from bloodcell.datasets import BloodCellDataset
+from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError, UnknownNameError
+from bloodcell.metrics import SUMMARY_METRICS, Report, Summary, summarize
+
+__all__ = ["Config", "RunResult", "PRESETS", "run", "compare", "AUGMENTERS"]
+
+# Names a Config can use for its augmentation, and the bloodcell.augment class each builds.
+AUGMENTERS = {"augmix": "AugMix", "geometric": "RandomGeometric"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a training run (with the data and the seed).
+
+    Plain values only, so a Config prints, saves to JSON, compares and clones
+    (``config.replace(backbone="efficientnetb0")``).
+
+    Attributes:
+        backbone: Registered backbone name (:func:`bloodcell.backbones.list_backbones`).
+        head: Head preset or name (``"seed"``, ``"linear"``).
+        weights: ``"imagenet"``, None (from scratch) or a weights file.
+        input_shape: (height, width, channels) of the images.
+        freeze: Backbone freezing: an int N freezes up to the N-th Conv2D/DepthwiseConv2D layer (the
+            seed's rule, 120); ``"all"``; None.
+        freeze_layers: Instead, freeze the first N layers of any kind (the seed's 220, 420, 513).
+        batchnorm_momentum: Backbone BatchNorm momentum; ``"auto"``: 0.9 from scratch, Keras's own
+            with pretrained weights.
+        augment: ``"augmix"``, ``"geometric"`` or None.
+        augment_options: Keyword arguments of that augmenter (e.g. ``{"severity": 3}``).
+        consistency: λ of AugMix's Jensen–Shannon consistency loss (the paper's 12), or None.
+        balance: None, ``"oversample"``, ``"class_weight"`` or ``"smote"`` (see :class:`~bloodcell.Trainer`).
+        optimizer, learning_rate, weight_decay, lr_schedule, warmup_epochs, ema, ema_momentum,
+        label_smoothing, batch_size, reduce_lr_patience, reduce_lr_factor, min_learning_rate,
+        early_stopping_patience, monitor: As in :class:`~bloodcell.Trainer`.
+        epochs: Epochs of the first phase.
+        fine_tune_epochs: Epochs of a second, fine-tuning phase (0: none).
+        fine_tune_learning_rate: Its learning rate.
+        fine_tune_unfreeze: What it unfreezes (see :meth:`bloodcell.Trainer.fine_tune`).
+    """
+
+    backbone: str = "efficientnetv2s"
+    head: str = "seed"
+    weights: str | None = "imagenet"
+    input_shape: tuple[int, int, int] = (96, 96, 3)
+    freeze: int | str | None = 120
+    freeze_layers: int | None = None
+    batchnorm_momentum: float | str | None = "auto"
+    augment: str | None = "augmix"
+    augment_options: Mapping[str, Any] = field(default_factory=dict)
+    consistency: float | None = None
+    balance: str | None = None
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float | None = None
+    lr_schedule: str | None = None
+    warmup_epochs: float = 0.0
+    ema: bool = False
+    ema_momentum: float = 0.99
+    label_smoothing: float = 0.0
+    batch_size: int = 32
+    epochs: int = 50
+    monitor: str = "val_accuracy"
+    reduce_lr_patience: int | None = 5
+    reduce_lr_factor: float = 0.2
+    min_learning_rate: float = 1e-6
+    early_stopping_patience: int | None = 10
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    fine_tune_unfreeze: str | int = "all"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
+        object.__setattr__(self, "augment_options", dict(self.augment_options))
+        if self.augment is not None and self.augment not in AUGMENTERS:
+            raise ConfigurationError(
+                f"augment must be one of {sorted(AUGMENTERS)} or None, got {self.augment!r}."
+            )
+        if self.freeze is not None and self.freeze_layers is not None:
+            raise ConfigurationError(
+                "Give freeze (conv layers) or freeze_layers (layers of any kind), not both."
+            )
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"Config.{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.fine_tune_epochs, int) or self.fine_tune_epochs < 0:
+            raise ConfigurationError(f"Config.fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}.")
+
+    # ------------------------------------------------------------------ presets and copies
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> Config:
+        """A named recipe (``"seed"``, ``"cpu"``), with optional changes.
+
+        Raises:
+            UnknownNameError: for a name that is not a preset.
+        """
+        key = str(name).lower()
+        if key not in PRESETS:
+            raise UnknownNameError(f"Unknown preset {name!r}; presets: {sorted(PRESETS)}.")
+        return PRESETS[key].replace(**changes)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigurationError(f"Config has no field(s) {sorted(unknown)}.")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["input_shape"] = list(self.input_shape)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigurationError(f"Not a bloodcell Config: unknown field(s) {sorted(unknown)}.")
+        return cls(**dict(data))
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            atomic_write_text(path, text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> Config:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def fingerprint(self) -> str:
+        """A short hash of the settings: equal configs, equal fingerprints."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
+
+    # ------------------------------------------------------------------ building
+    def build_model(self, num_classes: int = 8) -> Any:
+        """The classifier this config describes (untrained)."""
+        import bloodcell as bc
+
+        freeze: Any = self.freeze
+        if self.freeze_layers is not None:
+            freeze = {"layers": int(self.freeze_layers)}
+        return bc.build_classifier(
+            backbone=self.backbone,
+            head=self.head,
+            num_classes=num_classes,
+            input_shape=self.input_shape,
+            weights=self.weights,
+            freeze=freeze,
+            batchnorm_momentum=self.batchnorm_momentum,
+        )
+
+    def build_augmenter(self) -> Any:
+        """The augmenter this config describes, or None."""
+        if self.augment is None:
+            return None
+        from bloodcell import augment
+
+        return getattr(augment, AUGMENTERS[self.augment])(**self.augment_options)
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The :class:`~bloodcell.Trainer` keyword arguments of this config (model, seed and folder aside)."""
+        keys = (
+            "optimizer",
+            "learning_rate",
+            "weight_decay",
+            "lr_schedule",
+            "warmup_epochs",
+            "ema",
+            "ema_momentum",
+            "label_smoothing",
+            "consistency",
+            "balance",
+            "batch_size",
+            "monitor",
+            "reduce_lr_patience",
+            "reduce_lr_factor",
+            "min_learning_rate",
+            "early_stopping_patience",
+        )
+        return {k: getattr(self, k) for k in keys}
+
+
+PRESETS: dict[str, Config] = {
+    # The seed report's recipe: EfficientNetV2S on ImageNet weights, first 120 conv layers frozen, the
+    # seed head, AugMix, Adam, ReduceLROnPlateau and EarlyStopping on validation accuracy.
+    "seed": Config(),
+    # Training from scratch on a CPU (no pretrained weights): MobileNetV3Small with BatchNorm momentum
+    # 0.9, AdamW with a cosine schedule, flips/rotations/shifts, weight averaging and the best epoch kept.
+    "cpu": Config(
+        backbone="mobilenetv3small",
+        head="linear",
+        weights=None,
+        freeze=None,
+        batchnorm_momentum=0.9,
+        augment="geometric",
+        optimizer="adamw",
+        learning_rate=2e-3,
+        weight_decay=0.01,
+        lr_schedule="cosine",
+        warmup_epochs=1.0,
+        ema=True,
+        ema_momentum=0.99,
+        label_smoothing=0.1,
+        batch_size=64,
+        epochs=22,
+        reduce_lr_patience=None,
+        early_stopping_patience=None,
+        min_learning_rate=1e-5,
+    ),
+}
+
+
+# ---------------------------------------------------------------------- one run
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """What one run produced; the files live in ``directory``.
+
+    Attributes:
+        name: The run's name (the key in :func:`compare`).
+        seed: Its seed.
+        config: Its :class:`Config`.
+        report: The test-set :class:`~bloodcell.metrics.Report`.
+        history: Per-epoch logs of all phases.
+        directory: The run's folder.
+        seconds: Training and evaluation time (of the run that produced the files).
+    """
+
+    name: str
+    seed: int
+    config: Config
+    report: Report
+    history: dict[str, list[float]]
+    directory: Path
+    seconds: float
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / "model.keras"
+
+    def load_model(self) -> Any:
+        """The trained model (Keras safe mode)."""
+        import keras
+
+        return keras.saving.load_model(self.model_path, safe_mode=True)
+
+
+def _slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip())
+    return keep.strip("-") or "run"
+
+
+def _load_finished(directory: Path, name: str, seed: int, config: Config) -> RunResult | None:
+    marker = directory / "result.json"
+    if not marker.exists():
+        return None
+    saved = Config.from_json(directory / "config.json")
+    if saved != config:
+        raise ConfigurationError(
+            f"{directory} holds a finished run of a different config ({saved.fingerprint()} vs "
+            f"{config.fingerprint()}). Give the run another name or output_dir."
+        )
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    history = json.loads((directory / "history.json").read_text(encoding="utf-8"))
+    return RunResult(
+        name,
+        seed,
+        config,
+        Report.from_json(directory / "report.json"),
+        history,
+        directory,
+        float(info.get("seconds", 0.0)),
+    )
+
+
+def run(
+    config: Config,
+    train: BloodCellDataset,
+    val: BloodCellDataset,
+    test: BloodCellDataset | None = None,
+    seed: int = 0,
+    *,
+    name: str | None = None,
+    output_dir: str | os.PathLike[str] = "runs",
+    plots: bool = True,
+    verbose: int | str = "auto",
+) -> RunResult:
+    """Train and evaluate one config with one seed; skip it if it already finished.
+
+    Args:
+        config: The recipe.
+        train: Training images.
+        val: Validation images (choose the best epoch).
+        test: Held-out images for the report (default: ``val``; the report is then a validation
+            report, optimistic because the best epoch was chosen on the same images).
+        seed: Seeds the model's initial weights, data order, augmentation and balancing.
+        name: Folder name of the run (default: ``<backbone>-<fingerprint>``).
+        output_dir: Where the run folder goes.
+        plots: Also write ``confusion_matrix.png`` and ``training_curves.png``.
+        verbose: Keras progress output.
+
+    Returns:
+        The :class:`RunResult`.
+    """
+    import keras
+
+    import bloodcell as bc
+
+    if not isinstance(config, Config):
+        raise InvalidDtypeError(f"run() takes a bloodcell.experiments.Config, got {type(config).__name__}.")
+    for label, data in (("train", train), ("val", val)):
+        if not isinstance(data, BloodCellDataset):
+            raise InvalidDtypeError(f"{label} must be a BloodCellDataset, got {type(data).__name__}.")
+    if test is None:
+        test = val
+    name = name or f"{config.backbone}-{config.fingerprint()}"
+    directory = Path(output_dir) / _slug(name) / f"seed{int(seed)}"
+    finished = _load_finished(directory, name, int(seed), config)
+    if finished is not None:
+        return finished
+    if (directory / "config.json").exists() and Config.from_json(directory / "config.json") != config:
+        raise ConfigurationError(
+            f"{directory} holds an unfinished run of a different config. Give the run another name or output_dir."
+        )
+    config.to_json(directory / "config.json")
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(int(seed))  # the initial weights and dropout seeds
+    model = config.build_model(num_classes=train.num_classes)
+    trainer = bc.Trainer(
+        model,
+        augment=config.build_augmenter(),
+        seed=int(seed),
+        output_dir=directory / "train",
+        verbose=verbose,
+        **config.trainer_kwargs(),
+    )
+    trainer.fit(train, val, epochs=config.epochs)
+    if config.fine_tune_epochs:
+        trainer.fine_tune(
+            train,
+            val,
+            unfreeze=config.fine_tune_unfreeze,
+            learning_rate=config.fine_tune_learning_rate,
+            epochs=config.fine_tune_epochs,
+        )
+    report = bc.metrics.evaluate(model, test, batch_size=config.batch_size)
+    seconds = time.perf_counter() - start
+
+    with atomic_path(directory / "model.keras") as tmp:
+        model.save(tmp)
+    atomic_write_text(directory / "history.json", json.dumps(trainer.history, indent=1) + "\n")
+    report.to_json(directory / "report.json", include_predictions=True)
+    if plots:
+        bc.plots.confusion_matrix(
+            report,
+            directory / "confusion_matrix.png",
+            title=f"{name}, seed {seed}: accuracy {report.accuracy:.2%}, macro F1 {report.f1_macro:.2%}",
+        )
+        bc.plots.training_curves(
+            trainer.history, directory / "training_curves.png", title=f"{name}, seed {seed}"
+        )
+    atomic_write_text(
+        directory / "result.json",
+        json.dumps(
+            {
+                "name": name,
+                "seed": int(seed),
+                "accuracy": report.accuracy,
+                "f1_macro": report.f1_macro,
+                "seconds": seconds,
+                "test_size": len(test),
+            },
+            indent=1,
+        )
+        + "\n",
+    )
+    return RunResult(name, int(seed), config, report, dict(trainer.history), directory, seconds)
+
+
+# ---------------------------------------------------------------------- many runs
+def _as_splits(data: Any, val: float, test: float, split_seed: int) -> tuple[BloodCellDataset, ...]:
+    from bloodcell.datasets import split
+
+    if isinstance(data, BloodCellDataset):
+        return tuple(split(data, val=val, test=test, seed=split_seed))
+    if all(hasattr(data, k) for k in ("train", "val", "test")):
+        return data.train, data.val, data.test
+    if isinstance(data, Sequence) and len(data) == 3 and all(isinstance(d, BloodCellDataset) for d in data):
+        return tuple(data)
+    raise InvalidDataError(
+        "compare() takes a BloodCellDataset (split here), or (train, val, test) datasets; got "
+        f"{type(data).__name__}."
+    )
+
+
+def compare(
+    configs: Mapping[str, Config],
+    data: Any,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    output_dir: str | os.PathLike[str] = "runs/compare",
+    val: float = 0.1,
+    test: float = 0.1,
+    split_seed: int = 0,
+    metrics: Sequence[str] = SUMMARY_METRICS,
+    verbose: int | str = "auto",
+) -> Summary:
+    """Run each config with each seed and tabulate mean ± std, like the seed report's Table 1.
+
+    One split serves every run (``split_seed``), so the seeds vary the training alone. Finished
+    runs are loaded from ``output_dir``, so an interrupted comparison picks up where it stopped.
+    The table is also written as ``results.md`` and ``results.csv``.
+
+    Args:
+        configs: ``{row name: Config}``.
+        data: A :class:`~bloodcell.datasets.BloodCellDataset` (split into train/val/test here), or
+            ``(train, val, test)``.
+        seeds: One run per seed per config.
+        output_dir: Where the runs and the tables go.
+        val, test: Split fractions when ``data`` is one dataset.
+        split_seed: Seed of that split.
+        metrics: The table's columns (see :func:`bloodcell.metrics.summarize`).
+        verbose: Keras progress output.
+
+    Returns:
+        A :class:`~bloodcell.metrics.Summary` (``to_markdown()``, ``to_csv()``); its ``runs``
+        maps each name to its :class:`RunResult` list.
+    """
+    if not isinstance(configs, Mapping) or not configs:
+        raise ConfigurationError("compare() takes a non-empty {name: Config} mapping.")
+    for key, cfg in configs.items():
+        if not isinstance(cfg, Config):
+            raise InvalidDtypeError(f"compare(): {key!r} is a {type(cfg).__name__}, not a Config.")
+    slugs = [_slug(k) for k in configs]
+    if len(set(slugs)) != len(slugs):
+        raise ConfigurationError(f"compare(): names {list(configs)} give clashing folder names.")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigurationError("compare() needs at least one seed.")
+    train, val_set, test_set = _as_splits(data, val, test, split_seed)
+    runs: dict[str, list[RunResult]] = {}
+    for key, cfg in configs.items():
+        runs[key] = [
+            run(cfg, train, val_set, test_set, seed, name=key, output_dir=output_dir, verbose=verbose)
+            for seed in seeds
+        ]
+    table = summarize({k: [r.report for r in v] for k, v in runs.items()}, metrics=metrics)
+    table = dataclasses.replace(table, runs=runs)
+    atomic_write_text(Path(output_dir) / "results.md", table.to_markdown() + "\n")
+    table.to_csv(Path(output_dir) / "results.csv")
+    return table

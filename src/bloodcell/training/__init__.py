@@ -1,0 +1,31 @@
+"""Training: the :class:`Trainer`, its resumable run state and distribution helpers.
+
+Example:
+    >>> import bloodcell as bc
+    >>> bc.training.Trainer.__name__
+    'Trainer'
+"""
+
+from bloodcell.training.callbacks import TrainingState
+from bloodcell.training.distribute import (
+    current_strategy,
+    is_chief,
+    logical_cpus,
+    multi_worker_strategy,
+    num_replicas,
+    worker_id,
+)
+from bloodcell.training.trainer import BALANCE_OPTIONS, OPTIMIZERS, Trainer
+
+__all__ = [
+    "BALANCE_OPTIONS",
+    "OPTIMIZERS",
+    "Trainer",
+    "TrainingState",
+    "current_strategy",
+    "is_chief",
+    "logical_cpus",
+    "multi_worker_strategy",
+    "num_replicas",
+    "worker_id",
+]
