@@ -65,7 +65,9 @@ def main() -> None:
     roots = [args.data / "pbc96" / "train", args.data / "pbc96" / "val"]
     if not all(r.is_dir() for r in roots):
         sys.exit(f"missing {roots}: pass --data pointing at a folder holding pbc96/train and pbc96/val.")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"date: {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}")
     for method in ("bloodcell", "naive"):
         runs = [run_child([str(r) for r in roots], method) for _ in range(args.repeat)]

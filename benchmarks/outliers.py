@@ -286,7 +286,7 @@ def run_cleanvision(data: bc.datasets.BloodCellDataset, kinds: np.ndarray) -> No
     flags = frame.any(axis=1)
     names = [c[3:-6] for c in cols]
     for i in np.flatnonzero(flags):
-        reasons[i] = tuple(n for n, f in zip(names, frame[i], strict=False) if f)
+        reasons[i] = tuple(n for n, f in zip(names, frame[i]) if f)
     print(
         f"\ncleanvision {cleanvision.__version__}: find_issues {took:.1f} s "
         f"(writing the PNG files took {write_s:.1f} s more)"
@@ -303,8 +303,10 @@ def hash_speed(images: np.ndarray) -> None:
     start = time.perf_counter()
     ours = bc.outliers.perceptual_hash(images, "phash", hash_size=16)
     ours_s = time.perf_counter() - start
-    print(f"bloodcell perceptual_hash(phash, 16): {len(images)} images in {ours_s:.2f} s "
-          f"({len(images) / ours_s:,.0f} img/s)")
+    print(
+        f"bloodcell perceptual_hash(phash, 16): {len(images)} images in {ours_s:.2f} s "
+        f"({len(images) / ours_s:,.0f} img/s)"
+    )
     try:
         import imagehash
         from PIL import Image
@@ -314,8 +316,10 @@ def hash_speed(images: np.ndarray) -> None:
     start = time.perf_counter()
     theirs = [imagehash.phash(Image.fromarray(img), hash_size=16) for img in images]
     theirs_s = time.perf_counter() - start
-    print(f"imagehash {imagehash.__version__} phash(hash_size=16): {theirs_s:.2f} s "
-          f"({len(images) / theirs_s:,.0f} img/s); bloodcell is {theirs_s / ours_s:.0f}x faster")
+    print(
+        f"imagehash {imagehash.__version__} phash(hash_size=16): {theirs_s:.2f} s "
+        f"({len(images) / theirs_s:,.0f} img/s); bloodcell is {theirs_s / ours_s:.0f}x faster"
+    )
     # The recipes differ in the resize (PIL's ANTIALIAS to 64 px against exact area averaging), so
     # hashes are close, not identical: report the typical disagreement in bits.
     theirs_bits = np.stack([np.packbits(h.hash.reshape(-1)) for h in theirs])
@@ -357,7 +361,7 @@ def main() -> None:
         return
     data, kinds = build_set(train, val, seed=args.seed)
     print(f"built the set in {time.perf_counter() - start:.1f} s: {len(data)} images")
-    for kind, n in zip(*np.unique(kinds, return_counts=True), strict=False):
+    for kind, n in zip(*np.unique(kinds, return_counts=True)):
         print(f"  {kind:<22}{n:>6}")
 
     start = time.perf_counter()
@@ -389,7 +393,7 @@ def main() -> None:
                 took,
             )
             both = emb.flags | report.flags
-            merged = [a + b for a, b in zip(report.reasons, emb.reasons, strict=False)]
+            merged = [a + b for a, b in zip(report.reasons, emb.reasons)]
             print_eval(
                 f"default detectors + EmbeddingOutliers({method}) on {label}",
                 evaluate(both, merged, kinds),

@@ -150,14 +150,17 @@ def main(argv: list[str] | None = None) -> None:
     base = Config.preset("seed", **changes)
     data = load(args.data, args.smoke)
     verbose = 0 if args.smoke else "auto"
-    split = {"val": 0.25, "test": 0.25} if args.smoke else {"val": 0.1, "test": 0.1}  # 16 of 64 smoke images each
+    split = (
+        {"val": 0.25, "test": 0.25} if args.smoke else {"val": 0.1, "test": 0.1}
+    )  # 16 of 64 smoke images each
 
     for key, configs in studies(base, args.smoke).items():
         if key[0] not in args.studies:
             continue
         start = time.perf_counter()
-        table = bc.experiments.compare(configs, data, seeds=seeds, output_dir=args.out / key, verbose=verbose,
-                                       **split)
+        table = bc.experiments.compare(
+            configs, data, seeds=seeds, output_dir=args.out / key, verbose=verbose, **split
+        )
         print(
             f"\nStudy {key} ({len(configs)} configs × {len(seeds)} seeds, {time.perf_counter() - start:.0f} s)"
         )

@@ -6,7 +6,14 @@ from bloodcell.errors import UnknownClassError
 
 def test_class_order_is_bloodmnist_order():
     assert CLASS_NAMES == (
-        "basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet",
+        "basophil",
+        "eosinophil",
+        "erythroblast",
+        "ig",
+        "lymphocyte",
+        "monocyte",
+        "neutrophil",
+        "platelet",
     )
 
 
@@ -49,7 +56,8 @@ def test_non_string_name_is_rejected():
 
 def test_class_map_takes_precedence_and_class_index():
     assert normalize_class_names(["my lymphs", "BA"], class_map={"my lymphs": "lymphocyte"}) == [
-        "lymphocyte", "basophil",
+        "lymphocyte",
+        "basophil",
     ]
     assert class_index("Platelets") == 7
     assert class_index("IG") == 3

@@ -98,6 +98,7 @@ TINY = "test-experiments-cnn"
 def tiny_backbone():
     """A small CNN added through the public registry: real build_classifier models, fast to trace."""
     import keras
+
     from bloodcell.backbones import register_backbone, unregister_backbone
 
     @register_backbone(TINY, family="test", preprocessing="none", overwrite=True)
@@ -216,10 +217,14 @@ def test_compare_tabulates_mean_and_std_over_seeds(tiny_backbone, splits, tmp_pa
 
 def test_two_phase_run_fine_tunes_the_end_of_the_backbone(tiny_backbone, splits, tmp_path):
     train, val, test = splits
-    cfg = _tiny_config(freeze="all", epochs=1, fine_tune_epochs=1, fine_tune_unfreeze=1, fine_tune_learning_rate=1e-3)
+    cfg = _tiny_config(
+        freeze="all", epochs=1, fine_tune_epochs=1, fine_tune_unfreeze=1, fine_tune_learning_rate=1e-3
+    )
     keras_model = cfg.build_model()
     assert not any(layer.trainable for layer in _weighted_layers(keras_model))
-    result = bc.experiments.run(cfg, train, val, test, seed=0, name="two-phase", output_dir=tmp_path, verbose=0)
+    result = bc.experiments.run(
+        cfg, train, val, test, seed=0, name="two-phase", output_dir=tmp_path, verbose=0
+    )
     assert result.history["epoch"] == [0, 1]
     assert result.history["learning_rate"][1] == pytest.approx(1e-3)
     assert (result.directory / "train" / "fine_tune" / "best.keras").exists()

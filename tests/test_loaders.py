@@ -106,7 +106,10 @@ def test_npz_errors(tmp_path, small_sample):
     np.savez(tmp_path / "float.npz", images=small_sample.images / 255.0, labels=small_sample.labels)
     with pytest.raises(InvalidDtypeError, match="cast=True"):
         load_npz(tmp_path / "float.npz")
-    assert np.abs(load_npz(tmp_path / "float.npz", cast=True).images.astype(int) - small_sample.images).max() == 0
+    assert (
+        np.abs(load_npz(tmp_path / "float.npz", cast=True).images.astype(int) - small_sample.images).max()
+        == 0
+    )
     np.savez(tmp_path / "short.npz", images=small_sample.images, labels=small_sample.labels[:-1])
     with pytest.raises(InvalidDataError, match="differ in length"):
         load_npz(tmp_path / "short.npz")
@@ -149,8 +152,14 @@ def test_folder_names_are_normalised_and_formats_read(tmp_path, small_sample):
         Image.fromarray(image).save(tmp_path / folder / f"cell.{formats[k]}")
     data = load_folder(tmp_path)
     assert data.class_counts() == {
-        "basophil": 1, "eosinophil": 0, "erythroblast": 0, "ig": 1,
-        "lymphocyte": 0, "monocyte": 0, "neutrophil": 1, "platelet": 1,
+        "basophil": 1,
+        "eosinophil": 0,
+        "erythroblast": 0,
+        "ig": 1,
+        "lymphocyte": 0,
+        "monocyte": 0,
+        "neutrophil": 1,
+        "platelet": 1,
     }
     lossless = data.images[data.labels == 0][0]  # PNG is lossless: pixels survive exactly
     assert np.array_equal(lossless, small_sample.images[small_sample.labels == 0][0])
@@ -277,7 +286,9 @@ def test_medmnist_download_from_a_local_server(tmp_path, sample, monkeypatch):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/bloodmnist.npz"
-        monkeypatch.setitem(medmnist_module.MEDMNIST_FILES["bloodmnist"], 28, ("bloodmnist.npz", url, _md5(path)))
+        monkeypatch.setitem(
+            medmnist_module.MEDMNIST_FILES["bloodmnist"], 28, ("bloodmnist.npz", url, _md5(path))
+        )
         root = tmp_path / "cache"
         with pytest.raises(DataFileNotFoundError):
             load_medmnist(root=root)  # nothing is downloaded unless asked
@@ -285,7 +296,9 @@ def test_medmnist_download_from_a_local_server(tmp_path, sample, monkeypatch):
         assert len(data) == 200 and (root / "bloodmnist.npz").exists()
         assert [p.name for p in root.iterdir()] == ["bloodmnist.npz"]  # no temporary file left
         # a corrupt download is refused and leaves nothing behind
-        monkeypatch.setitem(medmnist_module.MEDMNIST_FILES["bloodmnist"], 28, ("bloodmnist.npz", url, "0" * 32))
+        monkeypatch.setitem(
+            medmnist_module.MEDMNIST_FILES["bloodmnist"], 28, ("bloodmnist.npz", url, "0" * 32)
+        )
         with pytest.raises(ChecksumError, match="damaged"):
             load_medmnist(root=tmp_path / "cache2", download=True)
         assert not any((tmp_path / "cache2").iterdir())
@@ -301,7 +314,11 @@ def test_medmnist_offline_download_names_the_alternative(tmp_path, monkeypatch):
     monkeypatch.setitem(medmnist_module.MEDMNIST_FILES["bloodmnist"], 28, ("bloodmnist.npz", url, "f" * 32))
     with pytest.raises(DownloadError) as err:
         load_medmnist(root=tmp_path, download=True)
-    assert url in str(err.value) and str(tmp_path / "bloodmnist.npz") in str(err.value) and "f" * 32 in str(err.value)
+    assert (
+        url in str(err.value)
+        and str(tmp_path / "bloodmnist.npz") in str(err.value)
+        and "f" * 32 in str(err.value)
+    )
     assert not any(tmp_path.iterdir())
 
 

@@ -100,7 +100,9 @@ def test_keras_label_mixing_layers_get_labels_and_need_one_hot(small_sample):
 
     with pytest.raises(ConfigurationError, match="one_hot=True"):
         to_tf_dataset(small_sample, augment=keras.layers.MixUp())
-    ds = to_tf_dataset(small_sample, batch_size=16, augment=keras.layers.MixUp(alpha=1.0), one_hot=True, seed=0)
+    ds = to_tf_dataset(
+        small_sample, batch_size=16, augment=keras.layers.MixUp(alpha=1.0), one_hot=True, seed=0
+    )
     _, y = next(iter(ds))
     assert y.shape == (16, 8)
     np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, rtol=1e-5)

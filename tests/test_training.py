@@ -193,7 +193,7 @@ def test_cosine_schedule_with_warmup_and_ema(cells):
     )
     lrs = trainer.fit(train, val, epochs=5).history["learning_rate"]
     assert lrs[0] == pytest.approx(1e-2, rel=1e-3)  # end of the warm-up epoch: the peak
-    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))  # then decays
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # then decays
     assert lrs[-1] == pytest.approx(1e-5, rel=1e-2)
     assert trainer.model.optimizer.use_ema
 
@@ -225,8 +225,15 @@ def test_fine_tune_unfreezes_a_number_of_layers(cells):
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
     trainer.fine_tune(train, val, unfreeze={"layers": 2}, learning_rate=1e-2, epochs=1)
     flags = {layer.name: layer.trainable for layer in model.layers}
-    assert flags == {"rescale": False, "conv1": False, "bn1": False, "relu1": False, "conv2": False,
-                     "gap": True, "head": True}
+    assert flags == {
+        "rescale": False,
+        "conv1": False,
+        "bn1": False,
+        "relu1": False,
+        "conv2": False,
+        "gap": True,
+        "head": True,
+    }
     np.testing.assert_array_equal(model.get_layer("conv2").get_weights()[0], before["conv2"][0])
     assert not np.array_equal(model.get_layer("head").get_weights()[0], before["head"][0])
     with pytest.raises(ConfigurationError, match="unfreeze"):
@@ -344,15 +351,22 @@ class LabelRecorder:
 def imbalanced():
     """Real cells, 12 basophils and 3 of each other class."""
     data = bc.datasets.load_sample(per_class=12)
-    keep = np.concatenate([np.flatnonzero(data.labels == 0)] +
-                          [np.flatnonzero(data.labels == k)[:3] for k in range(1, 8)])
+    keep = np.concatenate(
+        [np.flatnonzero(data.labels == 0)] + [np.flatnonzero(data.labels == k)[:3] for k in range(1, 8)]
+    )
     return data.subset(keep)
 
 
 def test_oversample_balances_every_epoch_without_copying(imbalanced):
     recorder = LabelRecorder()
-    trainer = bc.Trainer(tiny_classifier(), augment=recorder, balance="oversample", batch_size=16, verbose=0,
-                         early_stopping_patience=None)
+    trainer = bc.Trainer(
+        tiny_classifier(),
+        augment=recorder,
+        balance="oversample",
+        batch_size=16,
+        verbose=0,
+        early_stopping_patience=None,
+    )
     trainer.fit(imbalanced, None, epochs=2)
     per_epoch = np.concatenate(recorder.labels).reshape(2, -1)  # 96 rows = 8 classes × 12, 6 batches
     for epoch in per_epoch:
@@ -363,7 +377,8 @@ def test_oversample_balances_every_epoch_without_copying(imbalanced):
 def test_smote_and_class_weight(imbalanced):
     recorder = LabelRecorder()
     bc.Trainer(tiny_classifier(), augment=recorder, balance="smote", batch_size=16, verbose=0).fit(
-        imbalanced, None, epochs=1)
+        imbalanced, None, epochs=1
+    )
     assert np.bincount(np.concatenate(recorder.labels), minlength=8).tolist() == [12] * 8
 
     def first_loss(balance):
@@ -377,8 +392,15 @@ def test_smote_and_class_weight(imbalanced):
 def test_augmix_consistency_training(cells, tmp_path):
     train, val = cells
     model = tiny_classifier()
-    trainer = bc.Trainer(model, augment=bc.augment.AugMix(), consistency=12.0, batch_size=8, verbose=0,
-                         output_dir=tmp_path, early_stopping_patience=None)
+    trainer = bc.Trainer(
+        model,
+        augment=bc.augment.AugMix(),
+        consistency=12.0,
+        batch_size=8,
+        verbose=0,
+        output_dir=tmp_path,
+        early_stopping_patience=None,
+    )
     h = trainer.fit(train, val, epochs=2).history
     assert "jsd" in h and all(np.isfinite(h["jsd"])) and max(h["jsd"]) > 0
     assert "val_accuracy" in h  # validation runs the plain classifier on plain batches

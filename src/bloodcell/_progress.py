@@ -16,9 +16,7 @@ class Progress:
         ...         bar.update()
     """
 
-    def __init__(
-        self, total: int, label: str, *, enabled: bool = True, stream: TextIO | None = None
-    ) -> None:
+    def __init__(self, total: int, label: str, *, enabled: bool = True, stream: TextIO | None = None) -> None:
         self.total = int(total)
         self.label = label
         self.enabled = enabled and self.total > 0
@@ -36,9 +34,7 @@ class Progress:
             return
         self._last = now
         pct = 100.0 * self.done / self.total
-        self.stream.write(
-            f"\r{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f} s"
-        )
+        self.stream.write(f"\r{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f} s")
         self.stream.flush()
 
     def __enter__(self) -> Progress:

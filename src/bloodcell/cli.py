@@ -18,7 +18,9 @@ from bloodcell.errors import BloodcellError
 __all__ = ["main"]
 
 
-def _load(spec: str, image_size: int | None = 96, verbose: bool = True) -> bloodcell.datasets.BloodCellDataset:
+def _load(
+    spec: str, image_size: int | None = 96, verbose: bool = True
+) -> bloodcell.datasets.BloodCellDataset:
     """``sample`` → the bundled sample; a folder → load_folder; a ``.npz`` → load_npz."""
     import os
 
@@ -63,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions and devices")
     info.set_defaults(func=cmd_info)
     demo = sub.add_parser("demo", help="the main job on the bundled real sample")
-    demo.add_argument("--data", default="sample", help="'sample' (default), a class-folder root or an .npz file")
+    demo.add_argument(
+        "--data", default="sample", help="'sample' (default), a class-folder root or an .npz file"
+    )
     demo.add_argument("--out", default="runs/demo", help="output folder")
     demo.set_defaults(func=cmd_demo)
     return parser

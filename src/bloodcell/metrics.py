@@ -290,7 +290,7 @@ class Report:
         cell = max(4, len(str(int(self.confusion_matrix.max(initial=0)))) + 1)
         abbrev = [c[: cell - 1] for c in self.class_names]
         lines.append("  " + " " * width + "".join(f"{a:>{cell}}" for a in abbrev))
-        for name, row in zip(self.class_names, self.confusion_matrix, strict=False):
+        for name, row in zip(self.class_names, self.confusion_matrix):
             lines.append(f"  {name:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row))
         return "\n".join(lines)
 

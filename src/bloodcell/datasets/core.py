@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from bloodcell.errors import (
 
 __all__ = ["BloodCellDataset", "concat", "as_images", "as_label_indices"]
 
-IndexLike = Union[int, slice, Sequence[int], Sequence[bool], np.ndarray]
+IndexLike = int | slice | Sequence[int] | Sequence[bool] | np.ndarray
 
 
 def as_images(images: Any, *, cast: bool = False, name: str = "images") -> np.ndarray:
@@ -95,7 +95,9 @@ def _cast_to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
         return out
     lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
     if lo < 0 or hi > 255:
-        raise InvalidDataError(f"{name} values must lie in 0–255, got range [{lo}, {hi}] (dtype {arr.dtype}).")
+        raise InvalidDataError(
+            f"{name} values must lie in 0–255, got range [{lo}, {hi}] (dtype {arr.dtype})."
+        )
     return arr.astype(np.uint8)
 
 

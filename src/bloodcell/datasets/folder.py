@@ -220,7 +220,9 @@ def load_folder(
             more = f" ({len(failures) - 1} more files failed too)" if len(failures) > 1 else ""
             if isinstance(first_err, UnreadableFileError):
                 raise UnreadableFileError(f"{first_err}{more}") from first_err
-            raise UnreadableFileError(f"cannot read {files[failures[0][0]][0]}: {first_err}{more}") from first_err
+            raise UnreadableFileError(
+                f"cannot read {files[failures[0][0]][0]}: {first_err}{more}"
+            ) from first_err
         skipped = [SkippedFile(os.fspath(files[i][0]), str(err)) for i, err in failures]
         warnings.warn(
             f"load_folder skipped {len(skipped)} unreadable file(s) in {os.fspath(root)!r}, e.g. "

@@ -67,7 +67,9 @@ def resize_image(image: Image.Image, image_size: int | None, crop: CropMode = "c
     return np.asarray(image, dtype=np.uint8)
 
 
-def decode_image(source: str | os.PathLike[str] | bytes, image_size: int | None = None, crop: CropMode = "center") -> np.ndarray:
+def decode_image(
+    source: str | os.PathLike[str] | bytes, image_size: int | None = None, crop: CropMode = "center"
+) -> np.ndarray:
     """Decode an image file (or its bytes) to uint8 H×W×3, optionally square-cropped and resized.
 
     Raises:

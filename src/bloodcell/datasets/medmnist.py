@@ -23,9 +23,21 @@ _RECORD = "https://zenodo.org/records/10519652/files"
 MEDMNIST_FILES: dict[str, dict[int, tuple[str, str, str]]] = {
     "bloodmnist": {
         28: ("bloodmnist.npz", f"{_RECORD}/bloodmnist.npz?download=1", "7053d0359d879ad8a5505303e11de1dc"),
-        64: ("bloodmnist_64.npz", f"{_RECORD}/bloodmnist_64.npz?download=1", "2b94928a2ae4916078ca51e05b6b800b"),
-        128: ("bloodmnist_128.npz", f"{_RECORD}/bloodmnist_128.npz?download=1", "adace1e0ed228fccda1f39692059dd4c"),
-        224: ("bloodmnist_224.npz", f"{_RECORD}/bloodmnist_224.npz?download=1", "b718ff6835fcbdb22ba9eacccd7b2601"),
+        64: (
+            "bloodmnist_64.npz",
+            f"{_RECORD}/bloodmnist_64.npz?download=1",
+            "2b94928a2ae4916078ca51e05b6b800b",
+        ),
+        128: (
+            "bloodmnist_128.npz",
+            f"{_RECORD}/bloodmnist_128.npz?download=1",
+            "adace1e0ed228fccda1f39692059dd4c",
+        ),
+        224: (
+            "bloodmnist_224.npz",
+            f"{_RECORD}/bloodmnist_224.npz?download=1",
+            "b718ff6835fcbdb22ba9eacccd7b2601",
+        ),
     }
 }
 
@@ -44,7 +56,9 @@ def medmnist_file_info(name: str = "bloodmnist", size: int = 28) -> tuple[str, s
     """
     key = name.lower().replace("_", "")
     if key not in MEDMNIST_FILES:
-        raise ConfigurationError(f"unknown MedMNIST dataset {name!r}; bloodcell reads {sorted(MEDMNIST_FILES)}.")
+        raise ConfigurationError(
+            f"unknown MedMNIST dataset {name!r}; bloodcell reads {sorted(MEDMNIST_FILES)}."
+        )
     sizes = MEDMNIST_FILES[key]
     if size not in sizes:
         raise ConfigurationError(f"{name} comes in sizes {sorted(sizes)}, got size={size!r}.")
@@ -71,7 +85,9 @@ def _download(url: str, target: Path, md5: str) -> None:
             ) from err
         got = _md5(tmp)
         if got != md5:
-            raise ChecksumError(f"downloaded {url} has MD5 {got}, expected {md5}; the download is damaged, try again.")
+            raise ChecksumError(
+                f"downloaded {url} has MD5 {got}, expected {md5}; the download is damaged, try again."
+            )
 
 
 @overload

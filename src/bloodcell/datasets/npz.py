@@ -163,7 +163,10 @@ def load_npz(
                 "'train_images', 'train_labels', 'val_*', 'test_*' (MedMNIST layout)."
             )
         if split == "all":
-            parts = [_medmnist_split(npz, s, spath, image_size, class_names, cast, verbose) for s in MEDMNIST_SPLITS]
+            parts = [
+                _medmnist_split(npz, s, spath, image_size, class_names, cast, verbose)
+                for s in MEDMNIST_SPLITS
+            ]
             return DatasetSplits(*parts)
         if split not in MEDMNIST_SPLITS:
             raise ConfigurationError(
@@ -176,7 +179,9 @@ def _checked_images(images: np.ndarray, path: str, key: str, cast: bool) -> np.n
     return as_images(images, cast=cast, name=f"{key!r} in {os.path.basename(path)}")
 
 
-def _labels(labels: np.ndarray, class_names: Sequence[str] | None, class_map: Mapping[str, str] | None) -> np.ndarray:
+def _labels(
+    labels: np.ndarray, class_names: Sequence[str] | None, class_map: Mapping[str, str] | None
+) -> np.ndarray:
     names = tuple(class_names or CLASS_NAMES)
     return as_label_indices(labels, len(names), class_names=names, class_map=class_map)
 

@@ -16,8 +16,8 @@ from bloodcell.errors import ConfigurationError
 __all__ = ["load_sample", "write_sample_folder", "sample_attribution", "SAMPLE_CITATION"]
 
 SAMPLE_CITATION = (
-    "A. Acevedo, A. Merino, S. Alférez, Á. Molina, L. Boldú, J. Rodellar, \"A dataset of microscopic "
-    "peripheral blood cell images for development of automatic recognition systems\", Data in Brief 30 "
+    'A. Acevedo, A. Merino, S. Alférez, Á. Molina, L. Boldú, J. Rodellar, "A dataset of microscopic '
+    'peripheral blood cell images for development of automatic recognition systems", Data in Brief 30 '
     "(2020) 105474. Licence CC BY 4.0."
 )
 
@@ -32,7 +32,9 @@ def _selection(labels: np.ndarray, per_class: int | None) -> np.ndarray:
     if per_class is None:
         return np.arange(len(labels))
     if not isinstance(per_class, int) or not 1 <= per_class <= 100:
-        raise ConfigurationError(f"per_class must be an integer in 1..100 (or None for all), got {per_class!r}.")
+        raise ConfigurationError(
+            f"per_class must be an integer in 1..100 (or None for all), got {per_class!r}."
+        )
     return np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(len(CLASS_NAMES))])
 
 
@@ -59,7 +61,9 @@ def load_sample(per_class: int | None = None) -> BloodCellDataset:
     failures = run_parallel(work, len(pick), num_workers=None, label="decoding sample", verbose=False)
     if failures:  # the bundle is part of the package: a failure means a broken install
         raise RuntimeError(f"the bundled sample is damaged ({failures[0][1]}); reinstall bloodcell.")
-    return BloodCellDataset(images, labels[pick], CLASS_NAMES, ids=ids[pick], sources=np.full(len(pick), "pbc96_sample"))
+    return BloodCellDataset(
+        images, labels[pick], CLASS_NAMES, ids=ids[pick], sources=np.full(len(pick), "pbc96_sample")
+    )
 
 
 def write_sample_folder(dest: str | os.PathLike[str], per_class: int | None = None) -> Path:

@@ -117,7 +117,9 @@ def split(
     n = len(dataset)
     fv, ft = _fraction(val, n, "val"), _fraction(test, n, "test")
     if fv + ft >= 1:
-        raise ConfigurationError(f"val + test must leave images for training, got val={val!r}, test={test!r}.")
+        raise ConfigurationError(
+            f"val + test must leave images for training, got val={val!r}, test={test!r}."
+        )
     wanted = [(name, f) for name, f in (("val", fv), ("test", ft)) if f > 0]
     parts = split_indices(
         dataset.labels,

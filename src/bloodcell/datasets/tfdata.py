@@ -8,7 +8,8 @@ image), then cast to float32 inside the graph.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,9 @@ def to_tf_dataset(
     if order.size == 0:
         raise ConfigurationError("indices is empty: the pipeline would yield no batches.")
     if order.min() < 0 or order.max() >= len(dataset):
-        raise ConfigurationError(f"indices must lie in 0..{len(dataset) - 1}, got {order.min()}..{order.max()}.")
+        raise ConfigurationError(
+            f"indices must lie in 0..{len(dataset) - 1}, got {order.min()}..{order.max()}."
+        )
     h, w, c = dataset.image_shape
     num_classes = dataset.num_classes
 

@@ -207,7 +207,7 @@ class EmbeddingOutliers(OutlierDetector):
             model = self._model(rows[idx])
             self.models_[key] = model
             if self.method == "lof":  # training LOF values (each image without itself as neighbour)
-                for row, v in zip(rows[idx], model.negative_outlier_factor_, strict=False):
+                for row, v in zip(rows[idx], model.negative_outlier_factor_):
                     self._fitted[(key, row.tobytes())] = -float(v)
         self._cache = FeatureCache()
         self._cache.put(data.images, feats)
@@ -231,7 +231,7 @@ class EmbeddingOutliers(OutlierDetector):
             idx = np.flatnonzero(keys == key)
             if self.method == "lof":
                 known = [self._fitted.get((int(key), rows[i].tobytes())) for i in idx]
-                todo = [i for i, k in zip(idx, known, strict=False) if k is None]
+                todo = [i for i, k in zip(idx, known) if k is None]
                 scores[idx] = [k if k is not None else np.nan for k in known]
                 if todo:
                     scores[todo] = -model.score_samples(rows[todo])

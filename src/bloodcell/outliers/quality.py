@@ -137,7 +137,7 @@ class ImageQuality(OutlierDetector):
         self._cache = FeatureCache()
         measures = self._cache.put(data.images, quality_measures(data.images, verbose=verbose))
         typical = np.median(np.unique(measures, axis=0), axis=0)
-        self.typical_ = dict(zip(MEASURES, typical.tolist(), strict=False))
+        self.typical_ = dict(zip(MEASURES, typical.tolist()))
 
     def ratios(self, dataset: object, *, verbose: bool = False) -> dict[str, np.ndarray]:
         """Each image's ratio to typical for every check (the quantities the cut-offs apply to)."""

@@ -8,6 +8,7 @@ import io
 import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -219,7 +220,7 @@ class OutlierReport:
         atomic_write_text(path, buf.getvalue())
         return os.fspath(path)
 
-    def plot(self, path: str | os.PathLike[str], *, per_reason: int = 8, seed: int | None = 0) -> str:
+    def plot(self, path: str | os.PathLike[str], *, per_reason: int = 8, seed: int | None = 0) -> Path:
         """Write a PNG gallery of flagged images, one row per reason.
 
         See :func:`bloodcell.plots.outlier_gallery`; returns the path written.

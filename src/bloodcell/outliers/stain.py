@@ -51,7 +51,7 @@ def colour_features(images: np.ndarray, *, verbose: bool = False) -> np.ndarray:
             # 8-bit luminance fits uint16 (77 + 150 + 29 = 256); sorting 16-bit keys is a radix sort.
             c16 = c.astype(np.uint16)
             lum = np.sort((77 * c16[:, 0] + 150 * c16[:, 1] + 29 * c16[:, 2]) >> 8, axis=1)
-            for col, q in zip((7, 8, 9), (0.05, 0.5, 0.95), strict=False):
+            for col, q in zip((7, 8, 9), (0.05, 0.5, 0.95)):
                 out[start : start + n, col] = lum[:, min(int(q * m), m - 1)]
             bar.update(n)
     return out

@@ -253,7 +253,9 @@ def _assign(variables: list[Any], arrays: dict[str, np.ndarray], prefix: str) ->
 def _unswap_ema(model: Any, optimizer: Any, model_vars: list[np.ndarray], opt_vars: list[np.ndarray]) -> None:
     index_model = {id(v): i for i, v in enumerate(model.variables)}
     index_opt = {id(v): i for i, v in enumerate(optimizer.variables)}
-    for var, avg in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=False):
+    for var, avg in zip(
+        optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=False
+    ):
         i, j = index_model.get(id(var)), index_opt.get(id(avg))
         if i is not None and j is not None:
             model_vars[i], opt_vars[j] = opt_vars[j], model_vars[i]

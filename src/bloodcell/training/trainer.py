@@ -190,7 +190,9 @@ class Trainer:
             )
         if consistency is not None:
             if isinstance(consistency, bool) or not isinstance(consistency, (int, float)) or consistency < 0:
-                raise ConfigurationError(f"consistency (λ) must be a non-negative number or None, got {consistency!r}.")
+                raise ConfigurationError(
+                    f"consistency (λ) must be a non-negative number or None, got {consistency!r}."
+                )
             if augment is None:
                 raise ConfigurationError(
                     "consistency training compares clean and augmented views: give augment= too, e.g. "
