@@ -43,7 +43,7 @@ from bloodcell.metrics import SUMMARY_METRICS, Report, Summary, summarize
 __all__ = ["Config", "RunResult", "PRESETS", "run", "compare", "AUGMENTERS"]
 
 # Names a Config can use for its augmentation, and the bloodcell.augment class each builds.
-AUGMENTERS = {"augmix": "AugMix", "geometric": "RandomGeometric"}
+AUGMENTERS = {"augmix": "AugMix", "geometric": "RandomGeometric", "robust": "RobustAugment"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Config:
         freeze_layers: Instead, freeze the first N layers of any kind (the seed's 220, 420, 513).
         batchnorm_momentum: Backbone BatchNorm momentum; ``"auto"``: 0.9 from scratch, Keras's own
             with pretrained weights.
-        augment: ``"augmix"``, ``"geometric"`` or None.
+        augment: ``"augmix"``, ``"geometric"``, ``"robust"`` (:class:`~bloodcell.augment.RobustAugment`) or None.
         augment_options: Keyword arguments of that augmenter (e.g. ``{"severity": 3}``).
         consistency: λ of AugMix's Jensen–Shannon consistency loss (the paper's 12), or None.
         balance: None, ``"oversample"``, ``"class_weight"`` or ``"smote"`` (see :class:`~bloodcell.Trainer`).
@@ -248,6 +248,9 @@ PRESETS: dict[str, Config] = {
         min_learning_rate=1e-5,
     ),
 }
+# The "cpu" recipe with lab-shift augmentation (stain, optics, capture, smear artefacts, zoom; two per
+# image) after the flips and rotations, for models meant to work on other labs' images.
+PRESETS["robust"] = PRESETS["cpu"].replace(augment="robust")
 
 
 # ---------------------------------------------------------------------- one run
