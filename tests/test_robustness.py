@@ -300,6 +300,24 @@ def test_evaluate_robustness_rejects_bad_arguments(tiny_model, small_sample):
         RobustnessReport(("jpeg",), (1, 2), 4, 0.5, 0.5, np.zeros((1, 3)), np.zeros((1, 2)))
 
 
+@pytest.mark.skipif(importlib.util.find_spec("bloodcell.tta") is None, reason="needs bloodcell.tta")
+def test_tta_is_passed_through(tiny_model, small_sample):
+    from bloodcell import tta
+
+    report = evaluate_robustness(
+        tiny_model, small_sample, kinds=["jpeg"], severities=[3], tta="flips", verbose=False
+    )
+    expected = bc.metrics.Report.from_predictions(
+        small_sample.labels, tta.predict(tiny_model, small_sample, "flips")
+    )
+    assert report.tta == "flips" and report.clean_accuracy == expected.accuracy
+    jpeg = corrupt_dataset(small_sample, "jpeg", 3)
+    expected = bc.metrics.Report.from_predictions(jpeg.labels, tta.predict(tiny_model, jpeg, "flips"))
+    assert report.accuracy[0, 0] == expected.accuracy
+    with pytest.raises(ConfigurationError):
+        evaluate_robustness(tiny_model, small_sample, kinds=["jpeg"], tta="mirror-everything", verbose=False)
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("bloodcell.tta") is not None, reason="bloodcell.tta is installed"
 )

@@ -346,7 +346,7 @@ def _as_dataset(dataset: Any) -> Any:
     )
 
 
-def _predictor(model: Any, batch_size: int, tta: str | None) -> Any:
+def _predictor(model: Any, batch_size: int, tta: str | Sequence[str] | None) -> Any:
     """A function from a labelled dataset to a metrics Report, with or without TTA."""
     from bloodcell.metrics import Report, evaluate
 
@@ -360,8 +360,10 @@ def _predictor(model: Any, batch_size: int, tta: str | None) -> Any:
             "update bloodcell or pass tta=None."
         ) from err
 
+    tta_module.resolve(tta)  # an unknown name fails here, before any work
+
     def with_tta(data: Any) -> Any:
-        prob = tta_module.predict(model, data.images, tta, batch_size=batch_size)
+        prob = tta_module.predict(model, data, tta, batch_size=batch_size)
         return Report.from_predictions(data.labels, prob, data.class_names)
 
     return with_tta
@@ -375,7 +377,7 @@ def evaluate_robustness(
     *,
     batch_size: int = 64,
     seed: int = 0,
-    tta: str | None = None,
+    tta: str | Sequence[str] | None = None,
     output_dir: str | os.PathLike[str] | None = None,
     verbose: bool = True,
 ) -> RobustnessReport:
@@ -391,7 +393,9 @@ def evaluate_robustness(
         severities: Severities to test, integers 1..5 (or ``"1,3,5"``).
         batch_size: Images per prediction batch.
         seed: Seed of the corruptions (each image's random draws; the same for every model).
-        tta: Test-time augmentation passed to ``bloodcell.tta.predict`` (None: plain prediction).
+        tta: Test-time augmentation passed to :func:`bloodcell.tta.predict`: ``"d4"``, ``"flips"``,
+            ``"rot90"`` or a list of transform names (None: plain prediction). It applies to the
+            clean and the corrupted images alike.
         output_dir: When given, write ``robustness.json``, ``robustness.csv``, ``robustness.md`` and
             ``robustness.png`` there (atomically).
         verbose: Print one progress line per kind.
@@ -445,7 +449,7 @@ def evaluate_robustness(
         accuracy=acc,
         f1_macro=f1,
         seed=int(seed),
-        tta=tta,
+        tta=tta if tta is None or isinstance(tta, str) else ",".join(map(str, tta)),
         model=model_name,
         seconds=time.perf_counter() - start,
     )
