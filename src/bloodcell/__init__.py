@@ -33,7 +33,9 @@ _SUBMODULES = (
     "outliers",
     "plots",
     "robustness",
+    "stain",
     "training",
+    "tta",
 )
 # Top-level names and the module that defines each.
 _ATTRIBUTES = {

@@ -74,6 +74,9 @@ class Config:
         fine_tune_epochs: Epochs of a second, fine-tuning phase (0: none).
         fine_tune_learning_rate: Its learning rate.
         fine_tune_unfreeze: What it unfreezes (see :meth:`bloodcell.Trainer.fine_tune`).
+        stain_normalization: ``"macenko"`` or ``"reinhard"``: a :mod:`bloodcell.stain` normaliser
+            (default settings) fitted on the training split and built into the model (saved with
+            it); None: none.
     """
 
     backbone: str = "efficientnetv2s"
@@ -105,6 +108,7 @@ class Config:
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
     fine_tune_unfreeze: str | int = "all"
+    stain_normalization: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
@@ -123,6 +127,10 @@ class Config:
                 raise ConfigurationError(f"Config.{name} must be a positive integer, got {value!r}.")
         if not isinstance(self.fine_tune_epochs, int) or self.fine_tune_epochs < 0:
             raise ConfigurationError(f"Config.fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}.")
+        if self.stain_normalization not in (None, "macenko", "reinhard"):
+            raise ConfigurationError(
+                f"stain_normalization must be 'macenko', 'reinhard' or None, got {self.stain_normalization!r}."
+            )
 
     # ------------------------------------------------------------------ presets and copies
     @classmethod
@@ -146,6 +154,8 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        if out["stain_normalization"] is None:  # unset: keep the JSON (and fingerprints) of older configs
+            del out["stain_normalization"]
         out["input_shape"] = list(self.input_shape)
         return out
 
@@ -172,8 +182,8 @@ class Config:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
 
     # ------------------------------------------------------------------ building
-    def build_model(self, num_classes: int = 8) -> Any:
-        """The classifier this config describes (untrained)."""
+    def build_model(self, num_classes: int = 8, stain_normalizer: Any = None) -> Any:
+        """The classifier this config describes (untrained), with a fitted stain normaliser if given."""
         import bloodcell as bc
 
         freeze: Any = self.freeze
@@ -187,7 +197,16 @@ class Config:
             weights=self.weights,
             freeze=freeze,
             batchnorm_momentum=self.batchnorm_momentum,
+            stain_normalization=stain_normalizer,
         )
+
+    def fit_stain_normalizer(self, train: BloodCellDataset) -> Any:
+        """The config's stain normaliser fitted on ``train``, or None when it has none."""
+        if self.stain_normalization is None:
+            return None
+        from bloodcell.stain import make_normalizer
+
+        return make_normalizer(self.stain_normalization).fit(train)
 
     def build_augmenter(self) -> Any:
         """The augmenter this config describes, or None."""
@@ -368,7 +387,9 @@ def run(
 
     start = time.perf_counter()
     keras.utils.set_random_seed(int(seed))  # the initial weights and dropout seeds
-    model = config.build_model(num_classes=train.num_classes)
+    model = config.build_model(
+        num_classes=train.num_classes, stain_normalizer=config.fit_stain_normalizer(train)
+    )
     trainer = bc.Trainer(
         model,
         augment=config.build_augmenter(),

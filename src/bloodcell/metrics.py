@@ -351,6 +351,7 @@ def evaluate(
     batch_size: int = 64,
     class_names: Sequence[str] | None = None,
     verbose: int = 0,
+    tta: str | Sequence[Any] | None = None,
 ) -> Report:
     """Evaluate a classifier on a labelled set and return a :class:`Report`.
 
@@ -362,6 +363,9 @@ def evaluate(
         batch_size: Images per prediction batch (for a ``BloodCellDataset``).
         class_names: Class names; default: the dataset's, else the eight blood cell classes.
         verbose: Keras progress output during prediction (0 = silent).
+        tta: Test-time augmentation: average the probabilities over flipped/rotated copies
+            (``"d4"``, ``"flips"``, ``"rot90"`` or a list of transforms, see :mod:`bloodcell.tta`);
+            None: a plain prediction.
 
     Returns:
         The metrics, with the labels and predicted probabilities kept in ``y_true``/``y_prob``.
@@ -380,6 +384,11 @@ def evaluate(
     if isinstance(dataset, BloodCellDataset):
         dataset.check_not_empty("evaluate()")
         names = tuple(class_names) if class_names is not None else dataset.class_names
+        if tta is not None:
+            from bloodcell import tta as tta_module
+
+            prob = tta_module.predict(model, dataset, tta, batch_size=batch_size, verbose=verbose)
+            return Report.from_predictions(dataset.labels, prob, names)
         ds = to_tf_dataset(dataset, batch_size=batch_size, shuffle=False)
         prob = model.predict(ds, verbose=verbose)
         return Report.from_predictions(dataset.labels, prob, names)
@@ -396,7 +405,12 @@ def evaluate(
         if not isinstance(batch, tuple) or len(batch) < 2:
             raise InvalidDataError("The tf.data.Dataset must yield (images, labels) batches.")
         images, y = batch[0], batch[1]
-        probs.append(np.asarray(model.predict_on_batch(images)))
+        if tta is not None:
+            from bloodcell import tta as tta_module
+
+            probs.append(tta_module.predict_on_batch(model, images, tta))
+        else:
+            probs.append(np.asarray(model.predict_on_batch(images)))
         labels.append(np.asarray(y))
     if not probs:
         raise EmptyDatasetError("evaluate(): the tf.data.Dataset yielded no batches.")

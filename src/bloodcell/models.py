@@ -59,6 +59,10 @@ class Classifier(ImageModel):
         num_classes: Number of classes (the head's output width).
         *args: Keras's own functional-model arguments; used when Keras loads a saved classifier.
         pooling: Global pooling of the feature maps, ``"avg"`` or ``"max"``.
+        stain_normalization: A fitted :class:`~bloodcell.stain.MacenkoNormalizer` /
+            :class:`~bloodcell.stain.ReinhardNormalizer` (or its
+            :class:`~bloodcell.stain.StainNormalization` layer), applied to the pixels before the
+            backbone and saved with the model; None: no stain normalisation.
         name: The model's name.
         **kwargs: Other ``keras.Model`` arguments.
 
@@ -80,6 +84,7 @@ class Classifier(ImageModel):
         num_classes: int = 8,
         *args: Any,
         pooling: str = "avg",
+        stain_normalization: Any = None,
         name: str = "classifier",
         **kwargs: Any,
     ) -> None:
@@ -105,7 +110,8 @@ class Classifier(ImageModel):
                 f"head must be a preset name, Linear/DenseStack or a Keras layer, got {type(head).__name__}."
             )
         inputs = keras.Input(shape=tuple(backbone.inputs[0].shape[1:]), dtype="float32", name="pixels")
-        outputs = head_layer(_pool(backbone(inputs), pooling))
+        pixels = inputs if stain_normalization is None else _stain_layer(stain_normalization)(inputs)
+        outputs = head_layer(_pool(backbone(pixels), pooling))
         if outputs.shape[-1] != num_classes:
             raise ConfigurationError(
                 f"The head returns {outputs.shape[-1]} outputs per image but num_classes={num_classes}."
@@ -129,6 +135,19 @@ class Classifier(ImageModel):
     def num_classes(self) -> int:
         """Number of classes the model predicts."""
         return int(self.outputs[0].shape[-1])
+
+
+def _stain_layer(stain_normalization: Any) -> Any:
+    from bloodcell.stain import StainNormalization
+
+    if isinstance(stain_normalization, StainNormalization):
+        return stain_normalization
+    if hasattr(stain_normalization, "to_layer"):
+        return stain_normalization.to_layer()
+    raise InvalidDtypeError(
+        "stain_normalization must be a fitted bloodcell.stain.MacenkoNormalizer/ReinhardNormalizer, its "
+        f"StainNormalization layer, or None; got {type(stain_normalization).__name__}."
+    )
 
 
 def _freeze_kwargs(freeze: Any) -> dict[str, Any] | None:
@@ -155,6 +174,7 @@ def build_classifier(
     freeze: int | str | Mapping[str, Any] | None = None,
     *,
     pooling: str = "avg",
+    stain_normalization: Any = None,
     train_batchnorm: bool = False,
     batchnorm_momentum: float | str | None = "auto",
     name: str | None = None,
@@ -179,6 +199,10 @@ def build_classifier(
             N-th Conv2D/DepthwiseConv2D layer (the seed used 120); ``"all"``: the whole backbone; or a
             dict of :func:`bloodcell.backbones.freeze` arguments, e.g. ``{"layers": 220}``.
         pooling: Global pooling of the feature maps, ``"avg"`` or ``"max"``.
+        stain_normalization: A fitted :class:`~bloodcell.stain.MacenkoNormalizer` /
+            :class:`~bloodcell.stain.ReinhardNormalizer` (``.fit(train)`` first): the model then
+            normalises every image's staining right after the input, before the backbone's own
+            preprocessing, and the fitted target is saved in the ``.keras`` file. None: none.
         train_batchnorm: Keep the BatchNorm layers of the frozen part training (default: frozen, in
             inference mode).
         batchnorm_momentum: Backbone BatchNorm momentum: ``"auto"`` (0.9 when training from scratch,
@@ -217,6 +241,7 @@ def build_classifier(
         head,
         num_classes,
         pooling=pooling,
+        stain_normalization=stain_normalization,
         name=name or f"{backbone_model.name}_classifier",
     )
 

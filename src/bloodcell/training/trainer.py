@@ -309,10 +309,27 @@ class Trainer:
             "fine_tune", train, val, epochs, learning_rate=float(learning_rate), offset=self.epochs_done
         )
 
-    def predict(self, data: BloodCellDataset | np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities (N, C) for a dataset or uint8 images (N, H, W, 3) / one image (H, W, 3)."""
+    def predict(
+        self,
+        data: BloodCellDataset | np.ndarray,
+        *,
+        batch_size: int | None = None,
+        tta: str | Sequence[Any] | None = None,
+    ) -> np.ndarray:
+        """Class probabilities (N, C) for a dataset or uint8 images (N, H, W, 3) / one image (H, W, 3).
+
+        ``tta`` averages them over flipped/rotated copies (``"d4"``, ``"flips"``, ``"rot90"`` or a
+        list of transforms, see :mod:`bloodcell.tta`); None: a plain prediction.
+        """
         from bloodcell.datasets import as_images
 
+        if tta is not None:
+            from bloodcell import tta as tta_module
+
+            with _keras_multi_worker_fix(self.model, self.strategy):
+                return tta_module.predict(
+                    self.model, data, tta, batch_size=batch_size or self.global_batch_size
+                )
         if isinstance(data, BloodCellDataset):
             data.check_not_empty("predict()")
             images = data.images
@@ -326,12 +343,14 @@ class Trainer:
         with _keras_multi_worker_fix(self.model, self.strategy):
             return np.asarray(self.model.predict(ds, verbose=0))
 
-    def evaluate(self, data: BloodCellDataset, *, batch_size: int | None = None) -> Any:
-        """A :class:`bloodcell.metrics.Report` of the current model on ``data``."""
+    def evaluate(
+        self, data: BloodCellDataset, *, batch_size: int | None = None, tta: str | Sequence[Any] | None = None
+    ) -> Any:
+        """A :class:`bloodcell.metrics.Report` of the current model on ``data`` (``tta``: see :meth:`predict`)."""
         from bloodcell.metrics import evaluate
 
         with _keras_multi_worker_fix(self.model, self.strategy):
-            return evaluate(self.model, data, batch_size=batch_size or self.global_batch_size)
+            return evaluate(self.model, data, batch_size=batch_size or self.global_batch_size, tta=tta)
 
     @property
     def _chief(self) -> bool:
