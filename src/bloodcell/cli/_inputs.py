@@ -1,0 +1,124 @@
+"""What the commands read: datasets named on the command line, image files, saved models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bloodcell.datasets import BloodCellDataset
+from bloodcell.errors import ConfigurationError, DataFileNotFoundError, EmptyDatasetError, UnreadableFileError
+
+DATA_HELP = "'sample' (the 800 real cells bundled with bloodcell), a folder of class folders, or an .npz file"
+
+
+def load_dataset(
+    spec: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    limit: int | None = None,
+    verbose: bool = True,
+) -> BloodCellDataset:
+    """Load ``sample``, a class-folder root or an ``.npz`` file, at ``image_size`` px if given.
+
+    Args:
+        spec: ``"sample"``, a folder of class folders, or an ``.npz`` file (AN2DL layout).
+        image_size: Resize to this square side; None keeps the data's size (96 px for folders).
+        limit: Keep at most this many images of each class (the first ones, in dataset order).
+        verbose: Progress line while decoding and resizing.
+
+    Raises:
+        DataFileNotFoundError: ``spec`` names no file or folder.
+    """
+    from bloodcell import datasets
+
+    text = os.fspath(spec)
+    if text == "sample":
+        data = limit_per_class(datasets.load_sample(), limit)  # before resizing: less to resize
+        if image_size is not None and data.image_shape[0] != image_size:
+            data = data.replace(images=datasets.resize_images(data.images, image_size, verbose=verbose))
+        return data
+    if os.path.isdir(text):
+        data = datasets.load_folder(
+            text, image_size=96 if image_size is None else image_size, verbose=verbose
+        )
+    elif os.path.exists(text):
+        data = datasets.load_npz(text, image_size=image_size, verbose=verbose)
+    else:
+        raise DataFileNotFoundError(f"no such file or folder: {text!r}. Give {DATA_HELP}.")
+    return limit_per_class(data, limit)
+
+
+def limit_per_class(data: BloodCellDataset, limit: int | None) -> BloodCellDataset:
+    """The first ``limit`` images of each class (all of them for None)."""
+    if limit is None:
+        return data
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"limit must be a positive number of images per class, got {limit!r}.")
+    keep = np.concatenate([np.flatnonzero(data.labels == k)[:limit] for k in range(data.num_classes)])
+    return data.subset(np.sort(keep))
+
+
+def image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Image files named on the command line, folders expanded (recursively, sorted).
+
+    Raises:
+        DataFileNotFoundError: a path that does not exist.
+        EmptyDatasetError: no image file found at all.
+    """
+    from bloodcell.datasets import IMAGE_EXTENSIONS
+
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.suffix.lower() in IMAGE_EXTENSIONS
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
+        elif path.is_file():
+            found.append(path)  # named explicitly: read whatever its extension, decoding will tell
+        else:
+            raise DataFileNotFoundError(f"no such image file or folder: {os.fspath(item)!r}.")
+    if not found:
+        raise EmptyDatasetError(
+            f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(os.fspath, paths))}."
+        )
+    return found
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """A saved ``.keras`` model, loaded in Keras safe mode.
+
+    Raises:
+        DataFileNotFoundError: no such file.
+        UnreadableFileError: a file Keras cannot load as a model.
+    """
+    from bloodcell.models import load_model as _load
+
+    try:
+        return _load(path)
+    except (DataFileNotFoundError, UnreadableFileError):
+        raise
+    except (ValueError, OSError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnreadableFileError(
+            f"cannot load {os.fspath(path)!r} as a Keras model ({first}). Give a .keras file such as the "
+            "model.keras that 'bloodcell train' writes."
+        ) from err
+
+
+def model_image_size(model: Any) -> int:
+    """The square side of the images the model takes."""
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or shape[0] is None or shape[0] != shape[1]:
+        raise ConfigurationError(f"the model takes inputs of shape {shape}, not square RGB images.")
+    return int(shape[0])

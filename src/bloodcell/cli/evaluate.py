@@ -1,0 +1,40 @@
+"""``bloodcell evaluate``: a saved model on a labelled dataset → the metrics report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bloodcell.cli._inputs import DATA_HELP, load_dataset, load_model, model_image_size
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="metrics of a saved model on a labelled dataset",
+        description="Load a .keras model (Keras safe mode), predict DATA at the model's input size and "
+        "print accuracy, macro and weighted precision/recall/F1, ROC-AUC, log-loss, per-class metrics "
+        "and the confusion matrix.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a .keras model file (e.g. a run's model.keras)")
+    parser.add_argument("data", metavar="DATA", help=DATA_HELP)
+    parser.add_argument("--json", metavar="PATH", help="also write the report, predictions included, as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="also write the confusion matrix as a PNG")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (64)")
+    parser.add_argument("--limit", type=int, metavar="N", help="use at most N images of each class")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import bloodcell as bc
+
+    model = load_model(args.model)
+    data = load_dataset(args.data, image_size=model_image_size(model), limit=args.limit)
+    report = bc.evaluate(model, data, batch_size=args.batch_size)
+    print(report)
+    if args.json:
+        report.to_json(args.json, include_predictions=True)
+        print(f"report:           {args.json}")
+    if args.plot:
+        print(f"confusion matrix: {bc.plots.confusion_matrix(report, args.plot)}")
+    return 0

@@ -1,0 +1,248 @@
+"""Training settings from a recipe, a TOML file and command-line flags, in that order of precedence.
+
+The recipe (:meth:`bloodcell.experiments.Config.preset`) gives every default; a TOML file
+(``--config run.toml``) overrides the recipe; flags given on the command line override both. The
+file's keys are the flag names (``batch-size`` or ``batch_size``) and any
+:class:`~bloodcell.experiments.Config` field, including those without a flag (``weight_decay``,
+``label_smoothing``, ``augment_options`` as a table...). TOML has no null: write ``"none"``.
+
+Example:
+    >>> import argparse
+    >>> args = argparse.Namespace(recipe="cpu", epochs=3, config=None)
+    >>> settings = resolve(args)
+    >>> settings.config.backbone, settings.config.epochs, settings.weights
+    ('mobilenetv3small', 3, None)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bloodcell.errors import ConfigurationError, DataFileNotFoundError, UnreadableFileError
+
+#: Value of ``--weights``: ImageNet weights when they can be had, otherwise from scratch.
+AUTO = "auto"
+DEFAULT_RECIPE = "seed"
+
+# Settings of the run itself (not of the Config), with their defaults.
+RUN_DEFAULTS: dict[str, Any] = {
+    "data": None,
+    "out": "runs",
+    "name": None,
+    "seed": 0,
+    "val": 0.1,
+    "test": 0.1,
+    "val_data": None,
+    "test_data": None,
+    "split_seed": 0,
+    "limit": None,
+    "verbose": "auto",
+}
+# Flags that set a Config field of the same name.
+CONFIG_FLAGS = (
+    "backbone",
+    "head",
+    "freeze",
+    "freeze_layers",
+    "augment",
+    "balance",
+    "optimizer",
+    "learning_rate",
+    "epochs",
+    "fine_tune_epochs",
+    "batch_size",
+)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything ``bloodcell train`` needs: the Config, where the data is, where the run goes.
+
+    ``weights`` is ``"auto"``, ``"imagenet"``, None or a file path; :func:`resolve_weights` turns
+    ``"auto"`` into one of the others before training.
+    """
+
+    config: Any
+    weights: str | None
+    data: str | None = None
+    out: str = "runs"
+    name: str | None = None
+    seed: int = 0
+    val: float = 0.1
+    test: float = 0.1
+    val_data: str | None = None
+    test_data: str | None = None
+    split_seed: int = 0
+    limit: int | None = None
+    verbose: int | str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+        out["config"] = self.config.to_dict()
+        return out
+
+
+def _none(value: Any) -> Any:
+    """TOML has no null: ``"none"`` (any case) means None."""
+    return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+
+def freeze_value(text: str | int) -> int | str | None:
+    """``--freeze``: an integer N (the first N conv layers), ``all`` or ``none``."""
+    value = _none(text)
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if str(value).strip().lower() == "all":
+        return "all"
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigurationError(
+            f"freeze must be a number of conv layers, 'all' or 'none', got {text!r}."
+        ) from None
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a TOML file, keys normalised (``batch-size`` → ``batch_size``).
+
+    Raises:
+        DataFileNotFoundError: no such file.
+        UnreadableFileError: not valid TOML.
+        ConfigurationError: a key that is neither a flag nor a Config field.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    from bloodcell.experiments import Config
+
+    file = Path(path)
+    if not file.is_file():
+        raise DataFileNotFoundError(f"no such config file: {os.fspath(path)!r}.")
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UnreadableFileError(f"{os.fspath(path)!r} is not valid TOML: {err}.") from err
+    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    known = set(RUN_DEFAULTS) | {f.name for f in dataclasses.fields(Config)} | {"recipe", "image_size"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"{os.fspath(path)!r} has unknown key(s) {unknown}; use flag names of 'bloodcell train' "
+            f"or Config fields: {sorted(known)}."
+        )
+    return values
+
+
+def resolve(args: argparse.Namespace) -> TrainSettings:
+    """Merge recipe, TOML file (``args.config``) and flags (attributes of ``args`` that are not None).
+
+    Raises:
+        UnknownNameError: an unknown recipe.
+        ConfigurationError: settings that do not fit together.
+    """
+    from bloodcell.experiments import Config
+
+    values: dict[str, Any] = read_toml(args.config) if getattr(args, "config", None) else {}
+    flag_keys = (*RUN_DEFAULTS, *CONFIG_FLAGS, "recipe", "weights", "image_size")
+    values.update({k: getattr(args, k) for k in flag_keys if getattr(args, k, None) is not None})
+
+    config = Config.preset(str(values.pop("recipe", DEFAULT_RECIPE)))
+    run_values = {k: _none(values.pop(k, default)) for k, default in RUN_DEFAULTS.items()}
+    # Default weights: what the recipe uses, or "auto" when that is ImageNet (tried, else from scratch).
+    weights = _none(values.pop("weights", AUTO if config.weights == "imagenet" else config.weights))
+    changes: dict[str, Any] = {k: _none(v) for k, v in values.items() if k != "image_size"}
+    if "freeze" in changes:
+        changes["freeze"] = freeze_value(changes["freeze"] if changes["freeze"] is not None else "none")
+    if changes.get("freeze_layers") is not None and "freeze" not in changes:
+        changes["freeze"] = None  # freezing by layer count replaces the recipe's conv-layer freezing
+    if values.get("image_size") is not None:
+        if "input_shape" in changes:
+            raise ConfigurationError("Give image_size or input_shape, not both.")
+        size = values["image_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise ConfigurationError(f"image_size must be an integer ≥ 8, got {size!r}.")
+        changes["input_shape"] = (size, size, 3)
+    config = config.replace(weights=None, **changes)
+    if weights not in (AUTO, "imagenet", None):
+        weights = os.fspath(weights)
+        if not Path(weights).expanduser().is_file():
+            raise DataFileNotFoundError(
+                f"no such weights file: {weights!r}. Give 'auto', 'imagenet', 'none' or the path of a "
+                ".weights.h5/.h5/.keras file."
+            )
+    return TrainSettings(config=config, weights=weights, **run_values)
+
+
+def resolve_weights(config: Any, weights: str | None, *, stream: Any = None) -> Any:
+    """The Config with its weights set; ``"auto"`` tries ImageNet and falls back to training from scratch.
+
+    The fallback is said on ``stream`` (default stderr), and with it any backbone freezing goes:
+    layers frozen at random initial values would never learn.
+    """
+    stream = sys.stderr if stream is None else stream
+    if weights != AUTO:
+        return config.replace(weights=weights)
+    from bloodcell.backbones import create
+    from bloodcell.errors import WeightsUnavailableError
+
+    try:
+        create(config.backbone, input_shape=config.input_shape, weights="imagenet")
+    except WeightsUnavailableError as err:
+        reason = str(err).strip().splitlines()[0][:240]
+        print(
+            f"bloodcell: NOTE: ImageNet weights for {config.backbone!r} cannot be had ({reason}). "
+            "Training FROM SCRATCH (random initial weights) instead: expect lower accuracy than with "
+            "pretrained weights. Give --weights PATH to use a weights file you have.",
+            file=stream,
+            flush=True,
+        )
+        changes: dict[str, Any] = {"weights": None}
+        frozen = {
+            k: getattr(config, k) for k in ("freeze", "freeze_layers") if getattr(config, k) is not None
+        }
+        if frozen:
+            what = ", ".join(f"{k}={v}" for k, v in frozen.items())
+            print(
+                f"bloodcell: NOTE: dropping the backbone freezing ({what}) too: frozen layers with random "
+                "weights would never learn.",
+                file=stream,
+                flush=True,
+            )
+            changes.update(freeze=None, freeze_layers=None)
+        return config.replace(**changes)
+    return config.replace(weights="imagenet")
+
+
+def as_toml(settings: TrainSettings) -> str:
+    """The settings as TOML text that ``--config`` reads back (None written as ``"none"``)."""
+    lines = []
+    values: Mapping[str, Any] = {**{k: v for k, v in settings.to_dict().items() if k != "config"}}
+    config = settings.config.to_dict()
+    config.pop("weights")
+    for key, value in {**values, **config}.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if value is None:
+        return '"none"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))  # a TOML basic string is a JSON string
