@@ -330,3 +330,17 @@ def test_json_is_plain(robustness_run):
     report, out = robustness_run
     data = json.loads((out / "robustness.json").read_text())
     assert data["kinds"] == list(report.kinds) and data["ratio"] == pytest.approx(report.ratio)
+
+
+def test_guide_lists_every_kind_with_its_parameters():
+    from pathlib import Path
+
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guide" / "robustness.rst"
+    if not guide.exists():
+        pytest.skip("the documentation is not part of this installation")
+    lines = guide.read_text(encoding="utf-8").splitlines()
+    for kind, spec in CORRUPTIONS.items():
+        row = lines.index(f"   * - ``{kind}``")
+        assert lines[row + 1].strip() == f"- {spec.group}"
+        assert lines[row + 2].strip() == f"- {spec.parameter}"
+        assert lines[row + 3].strip() == "- " + ", ".join(f"{v:g}" for v in spec.values)

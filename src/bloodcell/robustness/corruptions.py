@@ -366,10 +366,10 @@ _TABLE = (
     ("contrast", "stain", "Pixels pulled towards the image's mean grey (flat illumination, glare).",
      "contrast factor", (0.78, 0.62, 0.48, 0.36, 0.25), _contrast),
     ("gamma", "stain", "Mid-tones darkened or lightened (gamma), direction random per image "
-     "(camera response curve).", "|log gamma|", (0.15, 0.3, 0.45, 0.62, 0.8), _gamma),
+     "(camera response curve).", "absolute log-gamma (random sign per image)", (0.15, 0.3, 0.45, 0.62, 0.8), _gamma),
     # Optics and capture
     ("defocus_blur", "optics", "Convolution with a flat disk (out-of-focus lens).",
-     "disk radius in pixels (at 96 px)", (0.8, 1.2, 1.7, 2.3, 3.0), _defocus_blur),
+     "disk radius in pixels", (0.8, 1.2, 1.7, 2.3, 3.0), _defocus_blur),
     ("motion_blur", "optics", "Convolution with a straight streak at a random angle per image "
      "(stage or camera moving).", "streak length in pixels", (3.0, 5.0, 7.0, 9.5, 12.0), _motion_blur),
     ("gaussian_noise", "optics", "Additive Gaussian noise (sensor read noise).",

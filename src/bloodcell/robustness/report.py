@@ -435,7 +435,7 @@ def evaluate_robustness(
         if verbose:
             cells = " ".join(f"{100 * v:5.1f}" for v in acc[i])
             print(
-                f"[{i + 1}/{len(kinds)}] {kind:<20} accuracy % by severity: {cells}  "
+                f"[{i + 1:>{len(str(len(kinds)))}}/{len(kinds)}] {kind:<20} accuracy % by severity: {cells}  "
                 f"({time.perf_counter() - t0:.1f} s)",
                 file=sys.stderr,
                 flush=True,
