@@ -1,8 +1,9 @@
 """``bloodcell demo``: the whole method on the bundled real cells, in a few minutes on a CPU.
 
-Clean (outliers), split (stratified 80/10/10, seed 0), train (the "cpu" recipe: MobileNetV3Small,
-ImageNet weights when they can be had, otherwise from scratch, said plainly), evaluate on the
-test split, and write every artifact under one folder.
+Clean (outliers), split (stratified 80/10/10, seed 0), train (the "cpu" recipe shortened:
+MobileNetV3Small at 96 px, 15 epochs; ImageNet weights when they can be had, otherwise from scratch,
+said plainly), evaluate on the test split, and write every artifact under one folder. From scratch
+on the bundled sample it reached 82.5 % test accuracy (chance: 12.5 %).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 
 from bloodcell.cli._inputs import DATA_HELP, load_dataset
 
-#: The demo's training length and image size: chosen to learn in a few minutes on two CPU cores.
-DEMO_EPOCHS = 12
+#: The demo's training length, batch and image size: chosen to learn in a few minutes on two CPU cores.
+DEMO_BACKBONE = "mobilenetv3small"
+DEMO_EPOCHS = 15
+DEMO_BATCH_SIZE = 32
 DEMO_IMAGE_SIZE = 96
 DEMO_SPLIT = {"val": 0.1, "test": 0.1, "seed": 0}
 
@@ -42,6 +45,12 @@ def add_parser(sub: Any) -> None:
         metavar="PX",
         help=f"image side ({DEMO_IMAGE_SIZE})",
     )
+    parser.add_argument(
+        "--backbone",
+        default=DEMO_BACKBONE,
+        metavar="NAME",
+        help=f"a registered backbone ({DEMO_BACKBONE}; see bloodcell.backbones.list_backbones())",
+    )
     parser.add_argument("--limit", type=int, metavar="N", help="use at most N images of each class")
     parser.add_argument(
         "--weights", default="auto", metavar="W", help="'auto' (default), 'imagenet', 'none' or a file"
@@ -57,12 +66,25 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def demo_config(epochs: int = DEMO_EPOCHS, image_size: int = DEMO_IMAGE_SIZE) -> Any:
-    """The "cpu" recipe, shortened; BatchNorm momentum "auto" also suits ImageNet weights."""
+def demo_config(
+    epochs: int = DEMO_EPOCHS, image_size: int = DEMO_IMAGE_SIZE, backbone: str = DEMO_BACKBONE
+) -> Any:
+    """The "cpu" recipe, shortened to the ~20 steps per epoch that 640 training images give.
+
+    Weight averaging (EMA, momentum 0.99) is off: it averages over ~100 steps, so on so few steps
+    the averaged weights lag near their random start (validation stayed at chance for 10 epochs).
+    BatchNorm momentum "auto" is 0.9 from scratch and Keras's own with ImageNet weights.
+    """
     from bloodcell.experiments import Config
 
     return Config.preset(
-        "cpu", epochs=epochs, input_shape=(image_size, image_size, 3), batchnorm_momentum="auto"
+        "cpu",
+        backbone=backbone,
+        epochs=epochs,
+        batch_size=DEMO_BATCH_SIZE,
+        ema=False,
+        input_shape=(image_size, image_size, 3),
+        batchnorm_momentum="auto",
     )
 
 
@@ -92,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     _step(4, "Training")
     weights = None if str(args.weights).lower() == "none" else args.weights
-    config = resolve_weights(demo_config(args.epochs, args.image_size), weights)
+    config = resolve_weights(demo_config(args.epochs, args.image_size, args.backbone), weights)
     result = train_run(
         config,
         train,
