@@ -1,4 +1,4 @@
-"""Augmentation and class balancing: AugMix, geometric and imgaug augmenters, oversampling, SMOTE.
+"""Augmentation and class balancing: AugMix, geometric, lab-shift and imgaug augmenters, oversampling, SMOTE.
 
 Every augmenter works in three places: in a ``tf.data`` pipeline built by
 :func:`bloodcell.datasets.to_tf_dataset` (which passes an explicit per-batch seed), inside a Keras
@@ -34,6 +34,23 @@ _ATTRIBUTES = {
     "MultiView": "bloodcell.augment.consistency",
     "ConsistencyModel": "bloodcell.augment.consistency",
     "jensen_shannon": "bloodcell.augment.consistency",
+    "DomainAugmenter": "bloodcell.augment.domain",
+    "RandomStain": "bloodcell.augment.color",
+    "RandomColor": "bloodcell.augment.color",
+    "rgb_to_hed": "bloodcell.augment.color",
+    "hed_to_rgb": "bloodcell.augment.color",
+    "RandomDefocus": "bloodcell.augment.optics",
+    "RandomMotionBlur": "bloodcell.augment.optics",
+    "RandomNoise": "bloodcell.augment.optics",
+    "RandomJPEG": "bloodcell.augment.optics",
+    "RandomResample": "bloodcell.augment.optics",
+    "RandomDeposits": "bloodcell.augment.artefacts",
+    "RandomBubbles": "bloodcell.augment.artefacts",
+    "RandomIllumination": "bloodcell.augment.artefacts",
+    "RandomZoom": "bloodcell.augment.scale",
+    "RobustAugment": "bloodcell.augment.presets",
+    "ROBUST_OPS": "bloodcell.augment.presets",
+    "preset": "bloodcell.augment.presets",
     "oversample": "bloodcell.augment.balance",
     "oversample_indices": "bloodcell.augment.balance",
     "undersample": "bloodcell.augment.balance",
@@ -41,7 +58,21 @@ _ATTRIBUTES = {
     "smote": "bloodcell.augment.balance",
     "class_weights": "bloodcell.augment.balance",
 }
-_SUBMODULES = ("ops", "balance", "base", "augmix", "geometric", "consistency", "imgaug_adapter")
+_SUBMODULES = (
+    "ops",
+    "balance",
+    "base",
+    "augmix",
+    "geometric",
+    "consistency",
+    "imgaug_adapter",
+    "domain",
+    "color",
+    "optics",
+    "artefacts",
+    "scale",
+    "presets",
+)
 
 __all__ = sorted(_ATTRIBUTES) + list(_SUBMODULES)
 

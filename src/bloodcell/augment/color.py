@@ -1,0 +1,213 @@
+"""Stain and colour: how the same cell looks after another lab's staining and another camera's colours.
+
+Two augmenters, both batched with parameters drawn per image (see :mod:`.domain` for
+``severity`` and ``p``):
+
+* :class:`RandomStain` jitters the amount of each stain. An image is converted to optical density
+  (OD = −log10 of the transmitted fraction of light, which adds up over absorbing dyes, Beer–Lambert)
+  and unmixed into haematoxylin, eosin and DAB densities with the colour deconvolution matrix of
+  Ruifrok & Johnston (2001). Each density is scaled by α and shifted by β, drawn per image and
+  stain (as Tellez et al. 2019 do), then mixed back. α models a stain that is more or less
+  concentrated or left on longer; β a tint the whole slide took up. Peripheral blood smears are
+  stained with Romanowsky dyes (May–Grünwald–Giemsa: a blue-purple basic dye and the red eosin)
+  rather than H&E, whose two vectors are close enough to span the same colours.
+* :class:`RandomColor` changes what the camera and the display pipeline do: exposure (brightness
+  gain), gamma, contrast, saturation and hue.
+
+:func:`rgb_to_hed` and :func:`hed_to_rgb` are the conversions, exact inverses in float.
+
+Example:
+    >>> from bloodcell.datasets import load_sample
+    >>> images = load_sample(per_class=1).images
+    >>> RandomStain(severity=3, seed=0)(images).shape
+    TensorShape([8, 96, 96, 3])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bloodcell.augment.base import _check_batch, split_seed
+from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
+
+__all__ = ["RandomStain", "RandomColor", "rgb_to_hed", "hed_to_rgb", "STAIN_VECTORS"]
+
+#: Optical-density colour of haematoxylin, eosin and DAB (rows; Ruifrok & Johnston 2001), unit length.
+STAIN_VECTORS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float64)
+STAIN_VECTORS = STAIN_VECTORS / np.linalg.norm(STAIN_VECTORS, axis=1, keepdims=True)
+_UNMIX = np.linalg.inv(STAIN_VECTORS)  # OD (row vector) @ _UNMIX = stain densities
+
+
+def rgb_to_hed(images: Any) -> Any:
+    """Stain densities (haematoxylin, eosin, DAB) of RGB images in 0–255: float32, same shape.
+
+    The optical density is ``−log10((x + 1) / 256)`` per channel (the +1 keeps black finite), and
+    the densities solve ``OD = hed @ STAIN_VECTORS``. Background (255) has density 0.
+
+    Example:
+        >>> import numpy as np
+        >>> hed = rgb_to_hed(np.full((1, 2, 2, 3), 255, np.uint8))
+        >>> float(np.abs(hed).max())
+        0.0
+    """
+    x = tf.cast(_check_batch(images), tf.float32)
+    od = -tf.math.log((x + 1.0) / 256.0) / math.log(10.0)
+    return tf.einsum("nhwc,cs->nhws", od, tf.constant(_UNMIX, tf.float32))
+
+
+def hed_to_rgb(hed: Any) -> Any:
+    """RGB in 0–255 (float32, not clipped) from stain densities: the inverse of :func:`rgb_to_hed`."""
+    hed = tf.cast(hed, tf.float32)
+    od = tf.einsum("nhws,sc->nhwc", hed, tf.constant(STAIN_VECTORS, tf.float32))
+    return 256.0 * tf.pow(10.0, -od) - 1.0
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class RandomStain(DomainAugmenter):
+    """Jitter the amount of haematoxylin, eosin and DAB per image (HED colour augmentation).
+
+    Each image and stain draws a scale α ~ U(1 − a, 1 + a) and a shift β ~ U(−b, b) (in optical
+    density units, log10) with a = ``max_scale``·severity/5 and b = ``max_shift``·severity/5; the
+    stain's density d becomes α·d + β.
+
+    Args:
+        severity: 0–5 (0: identity). At 5 the densities scale by up to ±``max_scale`` and shift
+            by up to ±``max_shift``.
+        p: Probability that an image is augmented.
+        max_scale: Largest relative change of a stain's density, at severity 5 (default 0.4:
+            between 0.6 and 1.4 times as much stain).
+        max_shift: Largest added density, at severity 5 (default 0.05: a faint tint; background
+            then transmits down to 89 % of the light in its most absorbed channel).
+        seed: Seed for use as a layer or function.
+        name: Layer name.
+
+    Example:
+        >>> import numpy as np
+        >>> from bloodcell.datasets import load_sample
+        >>> images = load_sample(per_class=1).images
+        >>> same = RandomStain(severity=0)(images.astype(np.float32))
+        >>> float(np.abs(same - images).max()) < 0.01
+        True
+    """
+
+    def __init__(
+        self,
+        severity: float = 3.0,
+        p: float = 1.0,
+        *,
+        max_scale: float = 0.4,
+        max_shift: float = 0.05,
+        seed: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(severity, p, seed=seed, name=name, **kwargs)
+        self.max_scale = check_number("max_scale", max_scale, 0.0, 1.0)
+        self.max_shift = check_number("max_shift", max_shift, 0.0, 1.0)
+
+    def transform(self, images: Any, seed: Any) -> Any:
+        n = tf.shape(images)[0]
+        a = self.max_scale * self.strength
+        b = self.max_shift * self.strength
+        alpha = uniform(n, split_seed(seed, 0), 1.0 - a, 1.0 + a, extra=(3,))
+        beta = uniform(n, split_seed(seed, 1), -b, b, extra=(3,))
+        hed = rgb_to_hed(images)
+        return hed_to_rgb(hed * alpha[:, None, None, :] + beta[:, None, None, :])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(max_scale=self.max_scale, max_shift=self.max_shift)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class RandomColor(DomainAugmenter):
+    """Exposure, gamma, contrast, saturation and hue, each drawn per image.
+
+    In this order (the order of a camera pipeline), each image draws: a brightness gain
+    g ~ U(1 − b, 1 + b) (x → g·x); a gamma γ = exp(U(−c, c)) with c = ln(1 + ``max_gamma``·s)
+    (x → 255·(x/255)^γ); a contrast factor k ~ U(1 − k₀, 1 + k₀) about the image's mean grey;
+    a saturation factor about each pixel's grey; and a hue rotation of up to ±``max_hue`` of the
+    colour circle. Every range is its maximum times s = severity/5.
+
+    Args:
+        severity: 0–5 (0: identity).
+        p: Probability that an image is augmented.
+        max_brightness: Largest relative exposure change at severity 5 (default 0.3).
+        max_gamma: At severity 5 the gamma lies in [1/(1 + max_gamma), 1 + max_gamma] (default 0.5).
+        max_contrast: Largest relative contrast change at severity 5 (default 0.3).
+        max_saturation: Largest relative saturation change at severity 5 (default 0.5).
+        max_hue: Largest hue rotation at severity 5, as a fraction of the circle (default 0.04,
+            about 14°: stains drift in hue, they do not turn green).
+        seed: Seed for use as a layer or function.
+        name: Layer name.
+
+    Example:
+        >>> from bloodcell.datasets import load_sample
+        >>> RandomColor(severity=2, seed=0)(load_sample(per_class=1).images).dtype.name
+        'uint8'
+    """
+
+    def __init__(
+        self,
+        severity: float = 3.0,
+        p: float = 1.0,
+        *,
+        max_brightness: float = 0.3,
+        max_gamma: float = 0.5,
+        max_contrast: float = 0.3,
+        max_saturation: float = 0.5,
+        max_hue: float = 0.04,
+        seed: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(severity, p, seed=seed, name=name, **kwargs)
+        self.max_brightness = check_number("max_brightness", max_brightness, 0.0, 0.9)
+        self.max_gamma = check_number("max_gamma", max_gamma, 0.0, 4.0)
+        self.max_contrast = check_number("max_contrast", max_contrast, 0.0, 0.9)
+        self.max_saturation = check_number("max_saturation", max_saturation, 0.0, 1.0)
+        self.max_hue = check_number("max_hue", max_hue, 0.0, 0.5)
+
+    def transform(self, images: Any, seed: Any) -> Any:
+        n = tf.shape(images)[0]
+        s = self.strength
+
+        def factor(index: int, largest: float) -> Any:
+            return uniform(n, split_seed(seed, index), 1.0 - largest * s, 1.0 + largest * s)[
+                :, None, None, None
+            ]
+
+        x = tf.clip_by_value(images * factor(0, self.max_brightness), 0.0, 255.0)
+        log_gamma = math.log1p(self.max_gamma * s)
+        gamma = tf.exp(uniform(n, split_seed(seed, 1), -log_gamma, log_gamma))[:, None, None, None]
+        x = 255.0 * tf.pow(x / 255.0, gamma)
+        grey = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
+        mean = tf.reduce_mean(grey, [1, 2, 3], keepdims=True)
+        x = mean + factor(2, self.max_contrast) * (x - mean)
+        x = tf.clip_by_value(x, 0.0, 255.0)
+        grey = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
+        x = tf.clip_by_value(grey + factor(3, self.max_saturation) * (x - grey), 0.0, 255.0)
+        if self.max_hue * s > 0:
+            hsv = tf.image.rgb_to_hsv(x / 255.0)
+            shift = uniform(n, split_seed(seed, 4), -self.max_hue * s, self.max_hue * s)[:, None, None]
+            hue = hsv[..., 0] + shift
+            hue = hue - tf.floor(hue)
+            x = 255.0 * tf.image.hsv_to_rgb(tf.stack([hue, hsv[..., 1], hsv[..., 2]], -1))
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            max_brightness=self.max_brightness,
+            max_gamma=self.max_gamma,
+            max_contrast=self.max_contrast,
+            max_saturation=self.max_saturation,
+            max_hue=self.max_hue,
+        )
+        return config

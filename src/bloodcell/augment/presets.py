@@ -1,0 +1,179 @@
+"""`RobustAugment`: a few of the lab-shift augmentations per image, RandAugment style, after flips and rotations.
+
+Every image is first rotated by any angle, flipped and shifted a little
+(:class:`~bloodcell.augment.RandomGeometric`), then gets ``num_ops`` augmentations drawn without
+replacement from :data:`ROBUST_OPS`, each with parameters of its own (see :mod:`.domain`). The
+chosen ones are applied in the order light meets them: the specimen (stain, deposits, bubbles),
+the microscope (illumination, magnification, focus, vibration), the camera (resolution, noise,
+colour processing) and the file (JPEG). Each augmentation runs on the images that chose it only.
+
+:func:`preset` names ready-made pipelines: ``preset("robust")`` is ``RobustAugment()``.
+
+In a pipeline: ``bc.datasets.to_tf_dataset(data, 64, augment=bc.augment.preset("robust"),
+shuffle=True, seed=0)``; in an experiment: ``bc.experiments.Config.preset("robust")``.
+
+Example:
+    >>> import tensorflow as tf
+    >>> from bloodcell.datasets import load_sample
+    >>> aug = preset("robust", num_ops=1)
+    >>> images = load_sample(per_class=1).images
+    >>> out, _ = aug.augment_batch(images, None, tf.constant([0, 1], tf.int64))
+    >>> out.shape, out.dtype.name
+    (TensorShape([8, 96, 96, 3]), 'uint8')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from bloodcell.augment.artefacts import RandomBubbles, RandomDeposits, RandomIllumination
+from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, _restore_dtype, split_seed
+from bloodcell.augment.color import RandomColor, RandomStain
+from bloodcell.augment.domain import MAX_SEVERITY, apply_to_subset, check_number
+from bloodcell.augment.geometric import RandomGeometric
+from bloodcell.augment.optics import RandomDefocus, RandomJPEG, RandomMotionBlur, RandomNoise, RandomResample
+from bloodcell.augment.scale import RandomZoom
+from bloodcell.errors import ConfigurationError, UnknownNameError
+
+__all__ = ["RobustAugment", "ROBUST_OPS", "preset", "PRESETS"]
+
+# Name → augmenter, in the order light meets them (the order they are applied in).
+_OPS = {
+    "stain": RandomStain,
+    "deposits": RandomDeposits,
+    "bubbles": RandomBubbles,
+    "illumination": RandomIllumination,
+    "zoom": RandomZoom,
+    "defocus": RandomDefocus,
+    "motion_blur": RandomMotionBlur,
+    "resample": RandomResample,
+    "noise": RandomNoise,
+    "color": RandomColor,
+    "jpeg": RandomJPEG,
+}
+#: The augmentations :class:`RobustAugment` draws from, in the order it applies them.
+ROBUST_OPS = tuple(_OPS)
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class RobustAugment(Augmenter):
+    """Flips and rotations, then ``num_ops`` lab-shift augmentations per image, each drawn at random.
+
+    Args:
+        severity: 0–5, passed to every augmentation (see :mod:`bloodcell.augment.domain`): each
+            image draws each parameter from a range that grows with it. Default 3.
+        num_ops: Augmentations per image, drawn without replacement from ``ops`` (default 2).
+        ops: Names to draw from, a subset of :data:`ROBUST_OPS` (default: all of them). They
+            are applied in the order of :data:`ROBUST_OPS` whatever the order given.
+        geometric: Rotate by any angle, flip both ways and shift every image first (default True).
+        translation: Largest shift of the geometric step, a fraction of the image size (default 0.05).
+        jit_compile: Resample (rotation, zoom) with XLA; False on a platform without XLA.
+        seed: Seed for use as a layer or function (``to_tf_dataset`` passes per-batch seeds).
+        name: Layer name.
+
+    Example:
+        >>> from bloodcell.datasets import load_sample
+        >>> aug = RobustAugment(severity=3, num_ops=2, seed=0)
+        >>> aug(load_sample(per_class=1).images).shape
+        TensorShape([8, 96, 96, 3])
+    """
+
+    def __init__(
+        self,
+        severity: float = 3.0,
+        num_ops: int = 2,
+        ops: Sequence[str] = ROBUST_OPS,
+        *,
+        geometric: bool = True,
+        translation: float = 0.05,
+        jit_compile: bool = True,
+        seed: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(seed=seed, name=name, **kwargs)
+        self.severity = check_number("severity", severity, 0.0, MAX_SEVERITY)
+        if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
+            raise ConfigurationError(f"ops must be a non-empty list of names from {ROBUST_OPS}, got {ops!r}.")
+        unknown = [op for op in ops if op not in _OPS]
+        if unknown:
+            raise ConfigurationError(f"unknown augmentation(s) {unknown}; choose from {ROBUST_OPS}.")
+        self.ops = tuple(op for op in ROBUST_OPS if op in ops)
+        self.num_ops = check_number("num_ops", num_ops, 1, len(self.ops), integer=True)
+        self.geometric = bool(geometric)
+        self.translation = check_number("translation", translation, 0.0, 1.0)
+        self.jit_compile = bool(jit_compile)
+        members = {}
+        for op in self.ops:
+            extra = {"jit_compile": self.jit_compile} if op == "zoom" else {}
+            members[op] = _OPS[op](severity=self.severity, **extra)
+        self._members = members
+        self._flip_rotate = RandomGeometric(
+            rotation=180.0, translation=self.translation, flip="both", jit_compile=self.jit_compile
+        )
+
+    def choices(self, batch_size: Any, seed: Any) -> Any:
+        """Which augmentations each image gets for ``seed``: bool (N, len(ops)), ``num_ops`` per row."""
+        scores = tf.random.stateless_uniform(tf.stack([batch_size, len(self.ops)]), _as_seed_tensor(seed))
+        kth = tf.math.top_k(scores, self.num_ops).values[:, -1:]
+        return scores >= kth
+
+    @tf.autograph.experimental.do_not_convert  # plain graph code (see DomainAugmenter)
+    def augment_images(self, images: Any, seed: Any) -> Any:
+        x = _check_batch(images)
+        seed = _as_seed_tensor(seed)
+        out = tf.cast(x, tf.float32)
+        if self.geometric:
+            out = self._flip_rotate.augment_images(out, split_seed(seed, 0))
+        chosen = self.choices(tf.shape(out)[0], split_seed(seed, 1))
+        for i, op in enumerate(self.ops):
+            member = self._members[op]
+            out = apply_to_subset(member.transform, out, chosen[:, i], split_seed(seed, 2 + i))
+            out = tf.clip_by_value(out, 0.0, 255.0)
+        return _restore_dtype(out, x.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            severity=self.severity,
+            num_ops=self.num_ops,
+            ops=list(self.ops),
+            geometric=self.geometric,
+            translation=self.translation,
+            jit_compile=self.jit_compile,
+        )
+        return config
+
+
+def _augmix(**kwargs: Any) -> Any:
+    from bloodcell.augment.augmix import AugMix
+
+    return AugMix(**kwargs)
+
+
+#: Preset name → factory taking the augmenter's keyword arguments.
+PRESETS = {"robust": RobustAugment, "geometric": RandomGeometric, "augmix": _augmix}
+
+
+def preset(name: str, **kwargs: Any) -> Augmenter:
+    """A ready-made augmentation pipeline by name, with optional changes to its keywords.
+
+    ``"robust"``: :class:`RobustAugment` (flips, rotations and two lab-shift augmentations per
+    image); ``"geometric"``: :class:`~bloodcell.augment.RandomGeometric`; ``"augmix"``:
+    :class:`~bloodcell.augment.AugMix`.
+
+    Raises:
+        UnknownNameError: for a name that is not a preset.
+
+    Example:
+        >>> preset("robust", severity=2).severity
+        2.0
+    """
+    key = str(name).lower()
+    if key not in PRESETS:
+        raise UnknownNameError(f"Unknown augmentation preset {name!r}; presets: {sorted(PRESETS)}.")
+    return PRESETS[key](**kwargs)
