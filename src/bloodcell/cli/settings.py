@@ -196,7 +196,9 @@ def resolve_weights(config: Any, weights: str | None, *, stream: Any = None) -> 
     try:
         create(config.backbone, input_shape=config.input_shape, weights="imagenet")
     except WeightsUnavailableError as err:
-        reason = str(err).strip().splitlines()[0][:240]
+        reason = str(err).strip().splitlines()[0]
+        if len(reason) > 200:  # the root cause (e.g. "Name or service not known") ends the line
+            reason = "..." + reason[-160:]
         print(
             f"bloodcell: NOTE: ImageNet weights for {config.backbone!r} cannot be had ({reason}). "
             "Training FROM SCRATCH (random initial weights) instead: expect lower accuracy than with "
