@@ -181,3 +181,19 @@ def test_bad_input_raises_clear_errors(fitted, test_images):
         bc.build_classifier(
             "mobilenetv3small", weights=None, input_shape=(32, 32, 3), stain_normalization="macenko"
         )
+
+
+@pytest.mark.parametrize("q", [0.0, 1.0, 50.0, 99.0, 100.0])
+def test_masked_percentiles_match_numpy(q):
+    import tensorflow as tf
+
+    from bloodcell.stain import _np_masked_percentile, _tf_masked_percentile
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(5, 300))
+    mask = rng.random((5, 300)) < 0.3
+    mask[0] = True
+    expected = np.array([np.percentile(v[m], q) for v, m in zip(values, mask)])
+    np.testing.assert_allclose(_np_masked_percentile(values, mask, q), expected)
+    np.testing.assert_allclose(_tf_masked_percentile(tf.constant(values), tf.constant(mask), q), expected)
+    np.testing.assert_allclose(_np_masked_percentile(values, None, q), np.percentile(values, q, axis=1))
