@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,10 @@ sys.path.insert(0, str(DOCS))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import bloodcell  # noqa: E402
+
+# Sphinx lets every logger's INFO through; TensorFlow's (strategy set-up, all-reduce, retracing
+# notes) would fill the build log and the examples' output.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 project = "bloodcell"
 author = "The bloodcell developers"
