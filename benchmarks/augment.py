@@ -13,6 +13,11 @@ Methods:
   keras-all            keras.layers.AugMix()                (Keras's default all_ops=True)
   imgaug               AugMix written with imgaug: 3 chains of 1–3 imgaug ops per image, mixed
                        with per-image Dirichlet/Beta weights in NumPy (tf.numpy_function)
+  geometric            bc.augment.RandomGeometric()         (the "cpu" recipe's augmentation)
+  robust               bc.augment.RobustAugment()           (the "robust" recipe's: geometric, then
+                       2 of the 11 lab-shift augmentations per image, severity 3)
+  op:NAME              one lab-shift augmentation on every image, severity 3 (NAME from
+                       bc.augment.ROBUST_OPS, e.g. op:jpeg)
 
 Usage:
     python benchmarks/augment.py [--data PATH] [--split val] [--batches 20] [--rounds 3] [--stages]
@@ -97,6 +102,12 @@ def make(method: str):  # noqa: ANN201
         return keras.layers.AugMix(value_range=(0, 255), seed=0)
     if method == "imgaug":
         return imgaug_augmix()
+    if method == "geometric":
+        return bc.augment.RandomGeometric()
+    if method == "robust":
+        return bc.augment.RobustAugment()
+    if method.startswith("op:"):
+        return bc.augment.RobustAugment(num_ops=1, ops=[method[3:]], geometric=False)
     raise ValueError(method)
 
 

@@ -129,7 +129,7 @@ class RandomDeposits(DomainAugmenter):
         neutral = tf.fill([1, 3], 1.0 / math.sqrt(3.0))
         dye = tf.constant(STAIN_VECTORS[:1], tf.float32)
         colour = mix * dye + (1.0 - mix) * neutral  # (N, 3), optical density per unit dye
-        return images * tf.pow(10.0, -od * colour[:, None, None, :])
+        return images * tf.exp(-math.log(10.0) * od * colour[:, None, None, :])  # 10^−OD, faster
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -41,6 +41,27 @@ __all__ = ["RandomStain", "RandomColor", "rgb_to_hed", "hed_to_rgb", "STAIN_VECT
 STAIN_VECTORS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float64)
 STAIN_VECTORS = STAIN_VECTORS / np.linalg.norm(STAIN_VECTORS, axis=1, keepdims=True)
 _UNMIX = np.linalg.inv(STAIN_VECTORS)  # OD (row vector) @ _UNMIX = stain densities
+_LN10 = math.log(10.0)
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey
+
+
+def _optical_density(images: Any) -> Any:
+    """log10 optical density of 0–255 values: −log10((x + 1) / 256), 0 for 255."""
+    return -tf.math.log((tf.cast(images, tf.float32) + 1.0) / 256.0) * (1.0 / _LN10)
+
+
+def _transmitted(od: Any) -> Any:
+    """0–255 values (unclipped) from log10 optical density; exp, several times faster than pow(10, ·)."""
+    return 256.0 * tf.exp(-_LN10 * od) - 1.0
+
+
+def _mix_channels(x: Any, matrix: Any) -> Any:
+    """Each pixel's channel vector times a 3×3 matrix, one for all (3, 3) or one per image (N, 3, 3)."""
+    shape = tf.shape(x)
+    flat = tf.reshape(x, tf.stack([shape[0], -1, 3]))
+    if matrix.shape.rank == 2:
+        matrix = tf.broadcast_to(matrix, tf.stack([shape[0], 3, 3]))
+    return tf.reshape(tf.linalg.matmul(flat, matrix), shape)
 
 
 def rgb_to_hed(images: Any) -> Any:
@@ -55,16 +76,12 @@ def rgb_to_hed(images: Any) -> Any:
         >>> float(np.abs(hed).max())
         0.0
     """
-    x = tf.cast(_check_batch(images), tf.float32)
-    od = -tf.math.log((x + 1.0) / 256.0) / math.log(10.0)
-    return tf.einsum("nhwc,cs->nhws", od, tf.constant(_UNMIX, tf.float32))
+    return _mix_channels(_optical_density(_check_batch(images)), tf.constant(_UNMIX, tf.float32))
 
 
 def hed_to_rgb(hed: Any) -> Any:
     """RGB in 0–255 (float32, not clipped) from stain densities: the inverse of :func:`rgb_to_hed`."""
-    hed = tf.cast(hed, tf.float32)
-    od = tf.einsum("nhws,sc->nhwc", hed, tf.constant(STAIN_VECTORS, tf.float32))
-    return 256.0 * tf.pow(10.0, -od) - 1.0
+    return _transmitted(_mix_channels(tf.cast(hed, tf.float32), tf.constant(STAIN_VECTORS, tf.float32)))
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")
@@ -116,8 +133,15 @@ class RandomStain(DomainAugmenter):
         b = self.max_shift * self.strength
         alpha = uniform(n, split_seed(seed, 0), 1.0 - a, 1.0 + a, extra=(3,))
         beta = uniform(n, split_seed(seed, 1), -b, b, extra=(3,))
-        hed = rgb_to_hed(images)
-        return hed_to_rgb(hed * alpha[:, None, None, :] + beta[:, None, None, :])
+        # Unmix, scale, mix back: one 3×3 matrix per image on the optical density, plus an offset.
+        unmix = tf.constant(_UNMIX, tf.float32)
+        stains = tf.constant(STAIN_VECTORS, tf.float32)
+        matrix = tf.linalg.matmul(
+            unmix[None] * alpha[:, None, :], tf.broadcast_to(stains, tf.stack([n, 3, 3]))
+        )
+        offset = tf.linalg.matmul(beta[:, None, :], tf.broadcast_to(stains, tf.stack([n, 3, 3])))
+        od = _mix_channels(_optical_density(images), matrix) + offset[:, :, None, :]
+        return _transmitted(od)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -133,7 +157,7 @@ class RandomColor(DomainAugmenter):
     g ~ U(1 − b, 1 + b) (x → g·x); a gamma γ = exp(U(−c, c)) with c = ln(1 + ``max_gamma``·s)
     (x → 255·(x/255)^γ); a contrast factor k ~ U(1 − k₀, 1 + k₀) about the image's mean grey;
     a saturation factor about each pixel's grey; and a hue rotation of up to ±``max_hue`` of the
-    colour circle. Every range is its maximum times s = severity/5.
+    colour circle (a turn of the colours about the grey axis of RGB space). Every range is its maximum times s = severity/5.
 
     Args:
         severity: 0–5 (0: identity).
@@ -179,27 +203,27 @@ class RandomColor(DomainAugmenter):
         s = self.strength
 
         def factor(index: int, largest: float) -> Any:
-            return uniform(n, split_seed(seed, index), 1.0 - largest * s, 1.0 + largest * s)[
-                :, None, None, None
-            ]
+            return uniform(n, split_seed(seed, index), 1.0 - largest * s, 1.0 + largest * s)
 
-        x = tf.clip_by_value(images * factor(0, self.max_brightness), 0.0, 255.0)
+        x = tf.clip_by_value(images * factor(0, self.max_brightness)[:, None, None, None], 0.0, 255.0)
         log_gamma = math.log1p(self.max_gamma * s)
         gamma = tf.exp(uniform(n, split_seed(seed, 1), -log_gamma, log_gamma))[:, None, None, None]
-        x = 255.0 * tf.pow(x / 255.0, gamma)
-        grey = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
-        mean = tf.reduce_mean(grey, [1, 2, 3], keepdims=True)
-        x = mean + factor(2, self.max_contrast) * (x - mean)
-        x = tf.clip_by_value(x, 0.0, 255.0)
-        grey = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
-        x = tf.clip_by_value(grey + factor(3, self.max_saturation) * (x - grey), 0.0, 255.0)
-        if self.max_hue * s > 0:
-            hsv = tf.image.rgb_to_hsv(x / 255.0)
-            shift = uniform(n, split_seed(seed, 4), -self.max_hue * s, self.max_hue * s)[:, None, None]
-            hue = hsv[..., 0] + shift
-            hue = hue - tf.floor(hue)
-            x = 255.0 * tf.image.hsv_to_rgb(tf.stack([hue, hsv[..., 1], hsv[..., 2]], -1))
-        return x
+        x = 255.0 * tf.exp(gamma * tf.math.log(tf.maximum(x / 255.0, 1e-6)))  # exp-log: faster than pow
+        luma = tf.constant(_LUMA, tf.float32)
+        mean = tf.reduce_sum(tf.reduce_mean(x, [1, 2]) * luma, -1)[:, None, None, None]
+        x = mean + factor(2, self.max_contrast)[:, None, None, None] * (x - mean)
+        # Saturation (about each pixel's grey) and hue (a turn about the grey axis) are linear in
+        # RGB: one 3×3 matrix per image. Row vectors: out = x @ matrix.
+        grey = tf.broadcast_to(luma[:, None], [3, 3])  # x @ grey puts the grey level in every channel
+        saturation = factor(3, self.max_saturation)[:, None, None]
+        matrix = grey + saturation * (tf.eye(3) - grey)
+        theta = uniform(n, split_seed(seed, 4), -self.max_hue * s, self.max_hue * s) * (2.0 * math.pi)
+        c, si = tf.cos(theta)[:, None, None], tf.sin(theta)[:, None, None]
+        axis = tf.fill([3, 3], 1.0 / 3.0)  # k kᵀ for k = (1, 1, 1)/√3
+        cross = tf.constant([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / math.sqrt(3.0)
+        rotation = c * tf.eye(3) + si * cross + (1.0 - c) * axis  # Rodrigues, acting on column vectors
+        matrix = tf.linalg.matmul(matrix, tf.transpose(rotation, [0, 2, 1]))
+        return _mix_channels(x, matrix)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
