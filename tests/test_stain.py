@@ -152,14 +152,40 @@ def test_model_with_stain_layer_saves_and_loads_in_safe_mode(fitted, small_sampl
     np.testing.assert_allclose(backbone_out.mean(axis=(1, 2)), features, rtol=1e-4, atol=1e-5)
 
 
-def test_experiment_config_fits_and_builds_the_layer(small_sample):
-    config = bc.experiments.Config.preset("cpu", stain_normalization="reinhard", input_shape=(96, 96, 3))
+def test_experiment_run_fits_the_normaliser_on_train_and_saves_it(sample, tmp_path):
+    import keras
+
+    from bloodcell.backbones import register_backbone, unregister_backbone
+
+    @register_backbone("stain_test_cnn", family="test", preprocessing="none", overwrite=True)
+    def tiny_cnn(input_shape=(96, 96, 3), weights=None):
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Rescaling(1 / 255.0)(inputs)
+        return keras.Model(inputs, keras.layers.Conv2D(8, 5, strides=4)(x), name="tiny_cnn")
+
     assert "stain_normalization" not in bc.experiments.Config.preset("cpu").to_dict()  # old JSON unchanged
+    config = bc.experiments.Config(
+        backbone="stain_test_cnn",
+        weights=None,
+        freeze=None,
+        head="linear",
+        augment=None,
+        epochs=1,
+        batch_size=16,
+        early_stopping_patience=None,
+        stain_normalization="reinhard",
+    )
     assert bc.experiments.Config.from_dict(json.loads(config.to_json())) == config
-    normalizer = config.fit_stain_normalizer(small_sample)
-    assert isinstance(normalizer, stain.ReinhardNormalizer) and normalizer.is_fitted
-    model = config.build_model(num_classes=8, stain_normalizer=normalizer)
-    assert "stain_normalization" in [layer.name for layer in model.layers]
+    data = sample.subset(np.concatenate([np.flatnonzero(sample.labels == k)[:4] for k in range(8)]))
+    train, val = data.subset(np.arange(0, 32, 2)), data.subset(np.arange(1, 32, 2))
+    try:
+        result = bc.experiments.run(config, train, val, output_dir=tmp_path, plots=False, verbose=0)
+    finally:
+        unregister_backbone("stain_test_cnn")
+    layer = result.load_model().get_layer("stain_normalization")
+    expected = stain.ReinhardNormalizer().fit(train)  # fitted on the training split, not on val
+    np.testing.assert_allclose(layer.normalizer.means_, expected.means_)
+    np.testing.assert_allclose(layer.normalizer.stds_, expected.stds_)
     with pytest.raises(ConfigurationError, match="stain_normalization"):
         bc.experiments.Config(stain_normalization="vahadane")
 
