@@ -9,7 +9,7 @@ model: the TFLite model (float32 and dynamic-range quantised) and the AN2DL subm
 
 The point is the export, not the accuracy: the model trains for a few epochs from scratch. With
 ``--smoke`` it is a tiny two-layer CNN and the script finishes in well under a minute; without it, a
-MobileNetV3Small (whose TFLite conversion alone takes about a minute on two CPU cores).
+MobileNetV3Small, which takes several minutes on a two-core CPU.
 
 Usage::
 

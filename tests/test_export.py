@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bloodcell as bc
-from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError
+from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, PixelRangeWarning
 from bloodcell.export import TFLiteModel, export, load, save, to_savedmodel, to_submission, to_tflite
 
 TINY = "export_test_cnn"
@@ -147,6 +147,8 @@ def test_tflite_predicts_like_keras_on_real_cells(tflite_path, images, expected)
     np.testing.assert_allclose(tflite.predict(images.astype("float32")), probabilities, atol=1e-6)
     np.testing.assert_allclose(tflite.predict(images[:1]), probabilities[:1], atol=1e-6)
     assert tflite.predict(images[:0]).shape == (0, 8)
+    with pytest.warns(PixelRangeWarning):
+        tflite.predict(images[:2] / 255.0)
     with pytest.raises(InvalidDataError, match="one image"):
         tflite.predict(images[0])
     with pytest.raises(InvalidDataError, match="resize"):

@@ -378,6 +378,8 @@ class TFLiteModel:
     def predict(self, images: Any) -> np.ndarray:
         """Class probabilities (N, num_classes) for images (N, H, W, 3) in 0–255, uint8 or float.
 
+        Float images that look scaled to 0–1 get a :class:`~bloodcell.errors.PixelRangeWarning`.
+
         Args:
             images: A batch of images (a NumPy array or anything ``np.asarray`` takes).
 
@@ -385,11 +387,13 @@ class TFLiteModel:
             float32 probabilities, one row per image.
         """
         from bloodcell.backbones.imagemodel import check_image_shape
+        from bloodcell.backbones.preprocessing import warn_if_unit_range
 
         images = np.asarray(images)
         if images.dtype.kind not in "uif":
             raise InvalidDtypeError(f"Images must be integers or floats in 0-255, got dtype {images.dtype}.")
         check_image_shape(images.shape, self.input_shape, "TFLiteModel.predict()")
+        warn_if_unit_range(images)  # the classic silent mistake: pixels scaled to 0-1
         if len(images) == 0:
             return np.zeros((0, self.num_classes), np.float32)
         chunks = [self._run(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
