@@ -341,7 +341,6 @@ def test_full_demo_learns_real_cells(tmp_path, capsys):
 
 
 def test_export_keras_file_predicts_like_the_model(trained, tmp_path, capsys):
-    pytest.importorskip("bloodcell.export")
     target = tmp_path / "exported.keras"
     assert main(["export", str(trained / "model.keras"), "--format", "keras", "--out", str(target)]) == 0
     assert str(target) in capsys.readouterr().out
@@ -351,6 +350,12 @@ def test_export_keras_file_predicts_like_the_model(trained, tmp_path, capsys):
         bc.models.load_model(target).predict(images, verbose=0),
         original.predict(images, verbose=0),
         atol=1e-6,
+    )
+    tflite = tmp_path / "model.tflite"
+    assert main(["export", str(trained / "model.keras"), "--format", "tflite", "--out", str(tflite)]) == 0
+    lite = bc.export.TFLiteModel(tflite)
+    np.testing.assert_array_equal(
+        lite.predict(images).argmax(axis=1), original.predict(images, verbose=0).argmax(axis=1)
     )
     assert main(["export", str(tmp_path / "missing.keras"), "--format", "tflite", "--out", "m.tflite"]) == 2
     assert "no such model file" in _one_line_error(capsys)
