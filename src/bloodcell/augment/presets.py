@@ -1,11 +1,12 @@
 """`RobustAugment`: a few of the lab-shift augmentations per image, RandAugment style, after flips and rotations.
 
-Every image is first rotated by any angle, flipped and shifted a little
-(:class:`~bloodcell.augment.RandomGeometric`), then gets ``num_ops`` augmentations drawn without
+Every image is rotated by any angle, flipped and shifted a little
+(:class:`~bloodcell.augment.RandomGeometric`) and gets ``num_ops`` augmentations drawn without
 replacement from :data:`ROBUST_OPS`, each with parameters of its own (see :mod:`.domain`). The
 chosen ones are applied in the order light meets them: the specimen (stain, deposits, bubbles),
 the microscope (illumination, magnification, focus, vibration), the camera (resolution, noise,
-colour processing) and the file (JPEG). Each augmentation runs on the images that chose it only.
+colour processing) and the file (JPEG). Each augmentation runs on the images that chose it only;
+the zoom is folded into the rotation's affine map, so those images are resampled once.
 
 :func:`preset` names ready-made pipelines: ``preset("robust")`` is ``RobustAugment()``.
 
@@ -30,13 +31,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bloodcell.augment import ops as _ops
 from bloodcell.augment.artefacts import RandomBubbles, RandomDeposits, RandomIllumination
 from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, _restore_dtype, split_seed
 from bloodcell.augment.color import RandomColor, RandomStain
 from bloodcell.augment.domain import MAX_SEVERITY, apply_to_subset, check_number
 from bloodcell.augment.geometric import RandomGeometric
 from bloodcell.augment.optics import RandomDefocus, RandomJPEG, RandomMotionBlur, RandomNoise, RandomResample
-from bloodcell.augment.scale import RandomZoom
+from bloodcell.augment.scale import RandomZoom, zoom_transforms
 from bloodcell.errors import ConfigurationError, UnknownNameError
 
 __all__ = ["RobustAugment", "ROBUST_OPS", "preset", "PRESETS"]
@@ -127,12 +129,26 @@ class RobustAugment(Augmenter):
         x = _check_batch(images)
         seed = _as_seed_tensor(seed)
         out = tf.cast(x, tf.float32)
+        n = tf.shape(out)[0]
+        chosen = self.choices(n, split_seed(seed, 1))
         if self.geometric:
-            out = self._flip_rotate.augment_images(out, split_seed(seed, 0))
-        chosen = self.choices(tf.shape(out)[0], split_seed(seed, 1))
+            # Rotation, flips, shift and (where chosen) zoom are one affine map: one resampling.
+            geometry = self._flip_rotate.transforms(
+                n, tf.shape(out)[1], tf.shape(out)[2], split_seed(seed, 0)
+            )
+            if "zoom" in self.ops:
+                i = self.ops.index("zoom")
+                factors = self._members["zoom"].factors(n, split_seed(seed, 2 + i))
+                factors = tf.where(chosen[:, i], factors, 1.0)
+                geometry = _compose(geometry, zoom_transforms(factors, tf.shape(out)[1], tf.shape(out)[2]))
+            out = _ops.affine_transform(out, geometry, fill_mode="reflect", jit_compile=self.jit_compile)
         for i, op in enumerate(self.ops):
             member = self._members[op]
-            out = apply_to_subset(member.transform, out, chosen[:, i], split_seed(seed, 2 + i))
+            if op == "zoom":
+                if not self.geometric:  # the whole batch, factor 1 where not chosen: one XLA program
+                    out = member.apply(out, chosen[:, i], split_seed(seed, 2 + i))
+            else:
+                out = apply_to_subset(member.transform, out, chosen[:, i], split_seed(seed, 2 + i))
             out = tf.clip_by_value(out, 0.0, 255.0)
         return _restore_dtype(out, x.dtype)
 
@@ -147,6 +163,22 @@ class RobustAugment(Augmenter):
             jit_compile=self.jit_compile,
         )
         return config
+
+
+def _compose(outer: Any, inner: Any) -> Any:
+    """The output→input map (N, 6) of ``outer``'s transform applied to ``inner``'s output.
+
+    An output pixel p of the result samples at inner(p) in the intermediate image, which samples
+    the input at outer(inner(p)).
+    """
+
+    def square(t: Any) -> Any:
+        rows = tf.reshape(t, [-1, 2, 3])
+        bottom = tf.broadcast_to(tf.constant([[[0.0, 0.0, 1.0]]]), tf.stack([tf.shape(rows)[0], 1, 3]))
+        return tf.concat([rows, bottom], axis=1)
+
+    product = tf.linalg.matmul(square(outer), square(inner))
+    return tf.reshape(product[:, :2, :], [-1, 6])
 
 
 def _augmix(**kwargs: Any) -> Any:

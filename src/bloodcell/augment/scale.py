@@ -21,10 +21,11 @@ import keras
 import tensorflow as tf
 
 from bloodcell.augment import ops as _ops
+from bloodcell.augment.base import _as_seed_tensor, _check_batch, _restore_dtype, split_seed
 from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
 from bloodcell.errors import ConfigurationError
 
-__all__ = ["RandomZoom", "border_colour", "zoom"]
+__all__ = ["RandomZoom", "border_colour", "zoom", "zoom_transforms"]
 
 FILLS = ("background", "reflect", "nearest", "constant")
 
@@ -41,6 +42,17 @@ def border_colour(images: Any) -> Any:
     edge = tf.concat([x[:, 0], x[:, -1], x[:, 1:-1, 0], x[:, 1:-1, -1]], axis=1)  # (N, 2W + 2H − 4, 3)
     ordered = tf.sort(edge, axis=1)
     return ordered[:, tf.shape(ordered)[1] // 2]
+
+
+def zoom_transforms(factor: Any, height: Any, width: Any) -> Any:
+    """The output→input affine maps (N, 6) of :func:`zoom` for factors (N,): factor 1 is the identity."""
+    f = tf.cast(factor, tf.float32)
+    cx = (tf.cast(width, tf.float32) - 1.0) / 2.0
+    cy = (tf.cast(height, tf.float32) - 1.0) / 2.0
+    inv = 1.0 / f
+    zero = tf.zeros_like(f)
+    # Output pixel p samples the input at centre + (p − centre) / factor.
+    return tf.stack([inv, zero, cx - inv * cx, zero, inv, cy - inv * cy], axis=-1)
 
 
 def zoom(
@@ -69,12 +81,7 @@ def zoom(
         raise ConfigurationError(f"fill must be one of {FILLS}, got {fill!r}.")
     x = _ops._check_images(images, channels=3)
     x = tf.cast(x, tf.float32)
-    f = _ops._per_image(factor, x, "factor")
-    cx, cy = _ops._centre(x)
-    inv = 1.0 / f
-    zero = tf.zeros_like(f)
-    # Output pixel p samples the input at centre + (p − centre) / factor.
-    transforms = tf.stack([inv, zero, cx - inv * cx, zero, inv, cy - inv * cy], axis=-1)
+    transforms = zoom_transforms(_ops._per_image(factor, x, "factor"), tf.shape(x)[1], tf.shape(x)[2])
     if fill != "background":
         return _ops.affine_transform(
             x, transforms, fill_mode=fill, fill_value=fill_value, jit_compile=jit_compile
@@ -138,6 +145,23 @@ class RandomZoom(DomainAugmenter):
         """The zoom factor of each image for ``seed`` (N,)."""
         z = math.log1p(self.max_zoom * self.strength)
         return tf.exp(uniform(batch_size, seed, -z, z))
+
+    def apply(self, images: Any, chosen: Any, seed: Any) -> Any:
+        """Zoom the ``chosen`` images (bool (N,)) of a float32 batch; the others keep factor 1.
+
+        The whole batch is resampled (factor 1 copies an image exactly), so the batch size, and
+        with it the XLA program, stays the same from batch to batch.
+        """
+        factors = tf.where(chosen, self.factors(tf.shape(images)[0], seed), 1.0)
+        return zoom(images, factors, fill=self.fill, fill_value=self.fill_value, jit_compile=self.jit_compile)
+
+    @tf.autograph.experimental.do_not_convert
+    def augment_images(self, images: Any, seed: Any) -> Any:
+        x = _check_batch(images)
+        seed = _as_seed_tensor(seed)
+        chosen = uniform(tf.shape(x)[0], split_seed(seed, 1)) < self.p
+        out = self.apply(tf.cast(x, tf.float32), chosen, split_seed(seed, 0))
+        return _restore_dtype(tf.clip_by_value(out, 0.0, 255.0), x.dtype)
 
     def transform(self, images: Any, seed: Any) -> Any:
         return zoom(
