@@ -154,6 +154,13 @@ def test_build_model_applies_freezing(tiny_backbone):
     assert flags == {"conv0": False, "bn0": True, "conv1": True, "bn1": True, "conv2": True, "bn2": True}
 
 
+def test_run_with_a_setting_the_trainer_rejects_leaves_no_run_folder(tiny_backbone, splits, tmp_path):
+    train, val, test = splits
+    with pytest.raises(ConfigurationError, match="balance"):
+        bc.experiments.run(_tiny_config(balance="bogus"), train, val, test, output_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json"))
+
+
 def test_run_writes_its_folder_and_is_not_redone(tiny_backbone, splits, tmp_path):
     import keras
 

@@ -383,8 +383,6 @@ def run(
         raise ConfigurationError(
             f"{directory} holds an unfinished run of a different config. Give the run another name or output_dir."
         )
-    config.to_json(directory / "config.json")
-
     start = time.perf_counter()
     keras.utils.set_random_seed(int(seed))  # the initial weights and dropout seeds
     model = config.build_model(
@@ -398,6 +396,8 @@ def run(
         verbose=verbose,
         **config.trainer_kwargs(),
     )
+    # Written once the Trainer has accepted the settings, so a bad option leaves no run folder.
+    config.to_json(directory / "config.json")
     trainer.fit(train, val, epochs=config.epochs)
     if config.fine_tune_epochs:
         trainer.fine_tune(
