@@ -16,6 +16,7 @@ import pytest
 
 import bloodcell as bc
 from bloodcell.cli import COMMANDS, main
+from bloodcell.cli._inputs import load_dataset
 from bloodcell.errors import UnreadableFileError
 
 # A run small enough to train in seconds: a three-layer CNN at 32 px on 4 real cells per class.
@@ -359,3 +360,21 @@ def test_export_keras_file_predicts_like_the_model(trained, tmp_path, capsys):
     )
     assert main(["export", str(tmp_path / "missing.keras"), "--format", "tflite", "--out", "m.tflite"]) == 2
     assert "no such model file" in _one_line_error(capsys)
+
+
+def test_robustness_reports_clean_and_corrupted_accuracy(trained, capsys, tmp_path):
+    out = tmp_path / "robustness"
+    argv = ["robustness", str(trained / "model.keras"), "sample", "--limit", "2",
+            "--kinds", "jpeg,stain_deposits", "--severities", "1,5", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "jpeg" in printed and "stain_deposits" in printed
+    report = bc.robustness.RobustnessReport.from_json(out / "robustness.json")
+    assert report.accuracy.shape == (2, 2)
+    model = bc.models.load_model(trained / "model.keras")
+    data = load_dataset("sample", image_size=32, limit=2, verbose=False)
+    assert report.n == len(data)
+    assert report.clean_accuracy == pytest.approx(bc.evaluate(model, data).accuracy)
+    assert (out / "robustness.png").stat().st_size > 0
+    assert main(["robustness", str(trained / "model.keras"), "sample", "--kinds", "no_such_kind"]) == 2
+    assert "no_such_kind" in _one_line_error(capsys)
