@@ -47,7 +47,7 @@ def check_number(
 
 
 def uniform(n: Any, seed: Any, low: Any = 0.0, high: Any = 1.0, *, extra: tuple[int, ...] = ()) -> Any:
-    """Stateless U(low, high) draws of shape (n, *extra), float32."""
+    """Stateless U(low, high) draws of shape ``(n, *extra)``, float32."""
     shape = tf.concat([tf.reshape(tf.cast(n, tf.int32), [1]), tf.constant(extra, tf.int32)], 0)
     u = tf.random.stateless_uniform(shape, seed)
     return low + (high - low) * u
