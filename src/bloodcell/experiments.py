@@ -135,7 +135,7 @@ class Config:
     # ------------------------------------------------------------------ presets and copies
     @classmethod
     def preset(cls, name: str, **changes: Any) -> Config:
-        """A named recipe (``"seed"``, ``"cpu"``), with optional changes.
+        """A named recipe (``"seed"``, ``"cpu"``, ``"robust"``), with optional changes.
 
         Raises:
             UnknownNameError: for a name that is not a preset.
