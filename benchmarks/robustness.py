@@ -210,8 +210,8 @@ def medmnistc_blood_corruptions() -> dict:
     """``{name: corruption}`` of MedMNIST-C's blood set; raises ImportError when it is not installed."""
     if importlib.util.find_spec("medmnistc") is None:
         raise ImportError("medmnistc is not installed (pip install --no-deps medmnistc wand)")
-    if importlib.util.find_spec("torchvision") is None:
-        _placeholder_torchvision()
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
+        _placeholder_torchvision()  # once: a second find_spec would trip over the placeholder
     from medmnistc.corruptions import filter as mc_filter
     from medmnistc.corruptions.registry import CORRUPTIONS_DS
 
