@@ -348,25 +348,12 @@ def _as_dataset(dataset: Any) -> Any:
 
 def _predictor(model: Any, batch_size: int, tta: str | Sequence[str] | None) -> Any:
     """A function from a labelled dataset to a metrics Report, with or without TTA."""
-    from bloodcell.metrics import Report, evaluate
+    from bloodcell import tta as tta_module
+    from bloodcell.metrics import evaluate
 
-    if tta is None:
-        return lambda data: evaluate(model, data, batch_size=batch_size)
-    try:
-        from bloodcell import tta as tta_module
-    except ImportError as err:
-        raise ConfigurationError(
-            f"tta={tta!r} needs bloodcell.tta (test-time augmentation), which this installation lacks; "
-            "update bloodcell or pass tta=None."
-        ) from err
-
-    tta_module.resolve(tta)  # an unknown name fails here, before any work
-
-    def with_tta(data: Any) -> Any:
-        prob = tta_module.predict(model, data, tta, batch_size=batch_size)
-        return Report.from_predictions(data.labels, prob, data.class_names)
-
-    return with_tta
+    if tta is not None:
+        tta_module.resolve(tta)  # an unknown name fails here, before any work
+    return lambda data: evaluate(model, data, batch_size=batch_size, tta=tta)
 
 
 def evaluate_robustness(
