@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -55,3 +57,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def read_json_object(path_or_text: str | os.PathLike[str]) -> Any:
+    """Parse a JSON object given as text (starting with ``{``) or as the path of a file holding one."""
+    text = str(path_or_text)
+    if not text.lstrip().startswith("{"):
+        text = Path(path_or_text).read_text(encoding="utf-8")
+    return json.loads(text)

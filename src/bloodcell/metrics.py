@@ -21,12 +21,11 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_text
+from bloodcell._io import atomic_write_text, read_json_object
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
@@ -262,10 +261,7 @@ class Report:
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> Report:
         """Load a report from a JSON file (or JSON text)."""
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            text = Path(path_or_text).read_text(encoding="utf-8")
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(read_json_object(path_or_text))
 
     # ------------------------------------------------------------------ text
     def __str__(self) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_text
+from bloodcell._io import atomic_write_text, read_json_object
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 from bloodcell.robustness.corruptions import CORRUPTIONS, SEVERITIES, _check_severity, corrupt, get_corruption
 
@@ -238,10 +238,7 @@ class RobustnessReport:
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> RobustnessReport:
         """Load a report from a JSON file (or JSON text)."""
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            text = Path(path_or_text).read_text(encoding="utf-8")
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(read_json_object(path_or_text))
 
     def plot(self, path: str | os.PathLike[str], *, title: str | None = None, dpi: int = 150) -> Path:
         """Heat map of accuracy (kinds × severities), each cell annotated, with the ratio per kind.
