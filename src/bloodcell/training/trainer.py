@@ -20,6 +20,7 @@ from bloodcell.datasets import BloodCellDataset, to_tf_dataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 from bloodcell.training import distribute
 from bloodcell.training.callbacks import TrainingState, load_state, monitor_mode
+from bloodcell.training.schedules import WarmupCosine
 
 __all__ = ["Trainer", "BALANCE_OPTIONS", "OPTIMIZERS"]
 
@@ -655,12 +656,12 @@ class Trainer:
         total_steps = steps * epochs
         warmup = int(round(self.warmup_epochs * steps))
         if self.lr_schedule == "cosine":
-            lr: Any = keras.optimizers.schedules.CosineDecay(
-                initial_learning_rate=0.0 if warmup else learning_rate,
-                decay_steps=max(1, total_steps - warmup),
+            # Same values as Keras's CosineDecay with warm-up, without its per-variable conditional.
+            lr: Any = WarmupCosine(
+                learning_rate,
+                total_steps=max(1, total_steps),
+                warmup_steps=min(warmup, max(1, total_steps)),
                 alpha=min(1.0, self.min_learning_rate / learning_rate),
-                warmup_target=learning_rate if warmup else None,
-                warmup_steps=warmup,
             )
         else:
             lr = learning_rate
