@@ -93,7 +93,7 @@ def test_color_brightness_is_a_gain_per_image(cells):
     x = cells.astype(np.float32)
     unclipped = (out < 254.5) & (x > 20)
     gains = np.array([np.median(out[i][unclipped[i]] / x[i][unclipped[i]]) for i in range(len(x))])
-    assert (gains > 0.7 - 1e-3).all() and (gains < 1.3 + 1e-3).all() and gains.std() > 0.05
+    assert (gains > 0.5 - 1e-3).all() and (gains < 1.5 + 1e-3).all() and gains.std() > 0.05  # default ±50 %
     for i in range(len(x)):
         np.testing.assert_allclose(out[i][unclipped[i]], gains[i] * x[i][unclipped[i]], rtol=1e-4, atol=1e-3)
 
@@ -164,12 +164,13 @@ def test_resampling_removes_fine_detail(cells):
 
 
 # ---------------------------------------------------------------------- smear artefacts
-def test_deposits_darken_a_few_small_spots(cells):
+def test_deposits_darken_specks_and_clumps(cells):
     x = cells.astype(np.float32)
     out = run(RandomDeposits(severity=5), x)
     assert (out <= x + 1e-3).all()  # deposits only absorb
     share = ((x - out) > 10).any(-1).mean(axis=(1, 2))
-    assert (share > 0).all() and (share < 0.1).all()  # every image some specks, never a cover
+    assert (share > 0).all() and (share < 0.25).all()  # every image some deposit, never a cover
+    assert share.min() < 0.005 and share.max() > 0.05  # fine specks in some images, clumps in others
     assert ((x - out) > 60).any(axis=(1, 2, 3)).mean() > 0.5  # most of them dark
     assert len(np.unique(np.round(share, 5))) > 8  # a count and size per image
 

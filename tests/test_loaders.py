@@ -12,6 +12,7 @@ from PIL import Image
 
 from bloodcell.datasets import (
     DatasetSplits,
+    load,
     load_folder,
     load_medmnist,
     load_npz,
@@ -124,6 +125,25 @@ def test_pickled_arrays_are_never_loaded(tmp_path, small_sample):
 
 
 # -- folders -----------------------------------------------------------------------------------
+# -- one loader for every way a dataset is named -----------------------------------------------
+def test_load_dispatches_sample_folder_npz_and_dataset(tmp_path, sample, small_sample):
+    assert np.array_equal(load("sample").images, sample.images)
+    folder = load(write_sample_folder(tmp_path / "pbc"))
+    assert len(folder) == len(sample) and folder.ids[0] == "basophil/BA_100102.jpg"
+    npz = load(small_sample.save_npz(tmp_path / "cells.npz"))
+    assert np.array_equal(npz.images, small_sample.images)
+    assert load(small_sample) is small_sample  # a dataset is passed through
+    resized = load("sample", image_size=48)
+    assert resized.image_shape == (48, 48, 3) and np.array_equal(resized.labels, sample.labels)
+
+
+def test_load_says_what_it_got_and_what_it_takes(tmp_path):
+    with pytest.raises(DataFileNotFoundError, match=r"no such file or folder: .*nothing.*'sample'"):
+        load(tmp_path / "nothing")
+    with pytest.raises(InvalidDtypeError, match="got int"):
+        load(3)
+
+
 def test_folder_of_real_jpegs_matches_the_sample(tmp_path, sample):
     root = write_sample_folder(tmp_path / "pbc")
     data = load_folder(root)

@@ -9,7 +9,9 @@ import pytest
 from bloodcell.training.schedules import WarmupCosine
 
 
-@pytest.mark.parametrize(("total", "warmup", "alpha"), [(100, 10, 0.0), (57, 0, 0.05), (30, 30, 0.1), (9, 1, 1.0)])
+@pytest.mark.parametrize(
+    ("total", "warmup", "alpha"), [(100, 10, 0.0), (57, 0, 0.05), (30, 30, 0.1), (9, 1, 1.0)]
+)
 def test_matches_keras_cosine_decay(total, warmup, alpha):
     ours = WarmupCosine(2e-3, total_steps=total, warmup_steps=warmup, alpha=alpha)
     if warmup:

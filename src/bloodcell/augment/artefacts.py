@@ -3,14 +3,15 @@
 Three augmenters, batched with parameters drawn per image (see :mod:`.domain` for ``severity``
 and ``p``):
 
-* :class:`RandomDeposits`: stain precipitate left on the slide, dark specks and small clumps.
-  Each speck is a small ellipse of dye with an optical density; densities add where specks overlap
+* :class:`RandomDeposits`: stain precipitate left on the slide, from fine specks to large, nearly
+  opaque clumps that hide part of a cell. Each speck is a small ellipse of dye with an optical density; densities add where specks overlap
   and the light they let through follows Beer–Lambert (``x · 10^(−density · colour)``), so a
   deposit can only darken, and its colour lies between the basic (blue-purple) dye's and a neutral
   grey-black.
 * :class:`RandomBubbles`: air trapped under the coverslip or in the mounting medium. Inside, the
   bubble washes the image out towards white; its edge, where light is refracted away from the
-  objective, is a dark ring, with a thin bright ring just inside it.
+  objective, is a dark ring (faint or absent when the bubble is out of the focal plane), with a
+  thin bright ring just inside it.
 * :class:`RandomIllumination`: a lamp or condenser out of alignment: a smooth brightness field
   (vignetting about an off-centre point times a low-frequency random field) that multiplies the
   image.
@@ -54,21 +55,25 @@ def _active(n: Any, most: int, seed: Any) -> Any:
 
 @keras.saving.register_keras_serializable(package="bloodcell")
 class RandomDeposits(DomainAugmenter):
-    """Dark specks of stain precipitate, in a loose clump, with a count, size and colour per image.
+    """Stain precipitate: dark specks or clumps, with a count, size, darkness and colour per image.
 
     With s = severity/5, each image gets between 1 and ceil(``max_count``·s) specks scattered
     about a random point (spread 5–40 % of the image size), each an ellipse (axis ratio 0.5–1,
-    any orientation) of radius U(0.5, 0.5 + (``max_radius`` − 0.5)·s) pixels and peak optical
-    density U(0.3, ``max_density``); the image's deposit colour is a random mix of the basic dye's
-    and a neutral one.
+    any orientation). Precipitate comes as fine grains or as coarse clumps, so each image first
+    draws its grain size R uniformly in [1, 1 + (``max_radius`` − 1)·s] pixels, and each
+    speck a radius U(R/2, R): from specks of a pixel or two to large ones that merge into an
+    irregular, nearly black clump. Each speck's optical density at its centre is
+    U(0.3, ``max_density``); the image's deposit colour is a random mix of the basic dye's and a
+    neutral one.
 
     Args:
         severity: 0–5 (0: identity).
         p: Probability that an image is augmented.
         max_count: Most specks per image, at severity 5 (default 12).
-        max_radius: Largest speck radius in pixels, at severity 5 (default 3.5).
-        max_density: Largest optical density (log10) at a speck's centre (default 1.2: 6 % of the
-            light passes in the most absorbed channel).
+        max_radius: Largest grain size R in pixels, at severity 5 (default 12: clumps of up to
+            about a quarter of a 96-pixel image).
+        max_density: Largest optical density (log10) at a speck's centre (default 2.5: under 4 %
+            of the light passes in every channel).
         seed: Seed for use as a layer or function.
         name: Layer name.
 
@@ -87,15 +92,15 @@ class RandomDeposits(DomainAugmenter):
         p: float = 1.0,
         *,
         max_count: int = 12,
-        max_radius: float = 3.5,
-        max_density: float = 1.2,
+        max_radius: float = 12.0,
+        max_density: float = 2.5,
         seed: int | None = None,
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
         self.max_count = check_number("max_count", max_count, 1, 200, integer=True)
-        self.max_radius = check_number("max_radius", max_radius, 0.5, 30.0)
+        self.max_radius = check_number("max_radius", max_radius, 1.0, 30.0)
         self.max_density = check_number("max_density", max_density, 0.3, 3.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
@@ -112,7 +117,8 @@ class RandomDeposits(DomainAugmenter):
         # Specks that would fall outside the frame wrap round, so every image shows its count.
         cy = tf.math.floormod(centre[:, None, 0] + spread * offsets[..., 0], size[0])
         cx = tf.math.floormod(centre[:, None, 1] + spread * offsets[..., 1], size[1])
-        radius = draw(4, 0.5, 0.5 + (self.max_radius - 0.5) * self.strength)
+        grain = uniform(n, split_seed(seed, 9), 1.0, 1.0 + (self.max_radius - 1.0) * self.strength)
+        radius = draw(4, 0.5, 1.0) * grain[:, None]  # U(R/2, R) per speck
         ratio = draw(5, 0.5, 1.0)
         angle = draw(6, 0.0, math.pi)
         density = draw(7, 0.3, self.max_density) * active
@@ -139,17 +145,18 @@ class RandomDeposits(DomainAugmenter):
 
 @keras.saving.register_keras_serializable(package="bloodcell")
 class RandomBubbles(DomainAugmenter):
-    """Air bubbles: washed-out discs with a dark refractive rim and a thin bright inner ring.
+    """Air bubbles: washed-out discs with a refractive rim and a thin bright inner ring.
 
     With s = severity/5, each image gets between 1 and ceil(``max_count``·s) bubbles, centred
-    anywhere in or slightly outside the frame, of radius U(0.08, 0.08 + (``max_radius`` − 0.08)·s)
-    times the image size. Inside, each pixel moves a fraction U(0.05, 0.05 + 0.35·s) of the way to
-    white; the rim, 1–2.5 pixels wide, keeps only 1 − U(0.3, 0.7) of the light.
+    anywhere in or slightly outside the frame, of radius U(0.04, 0.04 + (``max_radius`` − 0.04)·s)
+    times the image size. Inside, each pixel moves a fraction U(0.05, 0.05 + 0.45·s) of the way to
+    white; the rim, 1–2.5 pixels wide, keeps 1 − U(0, 0.7) of the light: a sharp dark ring for a
+    bubble in focus, hardly any for one above or below the focal plane.
 
     Args:
         severity: 0–5 (0: identity).
         p: Probability that an image is augmented.
-        max_count: Most bubbles per image at severity 5 (default 2).
+        max_count: Most bubbles per image at severity 5 (default 5).
         max_radius: Largest bubble radius as a fraction of the image size, at severity 5
             (default 0.3).
         seed: Seed for use as a layer or function.
@@ -161,7 +168,7 @@ class RandomBubbles(DomainAugmenter):
         severity: float = 3.0,
         p: float = 1.0,
         *,
-        max_count: int = 2,
+        max_count: int = 5,
         max_radius: float = 0.3,
         seed: int | None = None,
         name: str | None = None,
@@ -169,7 +176,7 @@ class RandomBubbles(DomainAugmenter):
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
         self.max_count = check_number("max_count", max_count, 1, 20, integer=True)
-        self.max_radius = check_number("max_radius", max_radius, 0.08, 1.0)
+        self.max_radius = check_number("max_radius", max_radius, 0.04, 1.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         most = math.ceil(self.max_count * self.strength)
@@ -182,9 +189,9 @@ class RandomBubbles(DomainAugmenter):
         active = _active(n, most, split_seed(seed, 0))[:, :, None, None]
         cy = draw(1, -0.15, 1.15) * size
         cx = draw(2, -0.15, 1.15) * size
-        radius = draw(3, 0.08, 0.08 + (self.max_radius - 0.08) * s) * size
-        haze = draw(4, 0.05, 0.05 + 0.35 * s) * active
-        darkness = draw(5, 0.3, 0.7) * active
+        radius = draw(3, 0.04, 0.04 + (self.max_radius - 0.04) * s) * size
+        haze = draw(4, 0.05, 0.05 + 0.45 * s) * active
+        darkness = draw(5, 0.0, 0.7) * active
         width = draw(6, 1.0, 2.5)
         y, x = _grid(images)
         rho = tf.sqrt((y - cy) ** 2 + (x - cx) ** 2)

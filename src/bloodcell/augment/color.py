@@ -162,12 +162,12 @@ class RandomColor(DomainAugmenter):
     Args:
         severity: 0–5 (0: identity).
         p: Probability that an image is augmented.
-        max_brightness: Largest relative exposure change at severity 5 (default 0.3).
+        max_brightness: Largest relative exposure change at severity 5 (default 0.5).
         max_gamma: At severity 5 the gamma lies in [1/(1 + max_gamma), 1 + max_gamma] (default 0.5).
-        max_contrast: Largest relative contrast change at severity 5 (default 0.3).
+        max_contrast: Largest relative contrast change at severity 5 (default 0.5).
         max_saturation: Largest relative saturation change at severity 5 (default 0.5).
-        max_hue: Largest hue rotation at severity 5, as a fraction of the circle (default 0.04,
-            about 14°: stains drift in hue, they do not turn green).
+        max_hue: Largest hue rotation at severity 5, as a fraction of the circle (default 0.06,
+            about 22°: stains drift in hue, they do not turn green).
         seed: Seed for use as a layer or function.
         name: Layer name.
 
@@ -182,11 +182,11 @@ class RandomColor(DomainAugmenter):
         severity: float = 3.0,
         p: float = 1.0,
         *,
-        max_brightness: float = 0.3,
+        max_brightness: float = 0.5,
         max_gamma: float = 0.5,
-        max_contrast: float = 0.3,
+        max_contrast: float = 0.5,
         max_saturation: float = 0.5,
-        max_hue: float = 0.04,
+        max_hue: float = 0.06,
         seed: int | None = None,
         name: str | None = None,
         **kwargs: Any,

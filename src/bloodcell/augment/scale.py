@@ -103,8 +103,9 @@ class RandomZoom(DomainAugmenter):
     Args:
         severity: 0–5 (0: identity); s = severity/5.
         p: Probability that an image is augmented.
-        max_zoom: At severity 5 the factor lies in [1/(1 + max_zoom), 1 + max_zoom] (default 0.3:
-            a 60 px cell appears between 46 and 78 px wide).
+        max_zoom: At severity 5 the factor lies in [1/(1 + max_zoom), 1 + max_zoom] (default 0.6:
+            a 60 px cell appears between 38 and 96 px wide: other labs' crops frame cells anywhere
+            in that range).
         fill: The margin uncovered by zooming out: ``"reflect"`` (default: the smear goes on,
             as in :class:`~bloodcell.augment.RandomGeometric`), ``"background"`` (each image's
             border median: a plain margin), ``"nearest"`` or ``"constant"``.
@@ -125,7 +126,7 @@ class RandomZoom(DomainAugmenter):
         severity: float = 3.0,
         p: float = 1.0,
         *,
-        max_zoom: float = 0.3,
+        max_zoom: float = 0.6,
         fill: str = "reflect",
         fill_value: float = 0.0,
         jit_compile: bool = True,

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from bloodcell.datasets import BloodCellDataset
+from bloodcell.datasets.source import SOURCE_HELP
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, EmptyDatasetError, UnreadableFileError
 
-DATA_HELP = "'sample' (the 800 real cells bundled with bloodcell), a folder of class folders, or an .npz file"
+DATA_HELP = SOURCE_HELP  # the commands' help text for a DATA argument
 
 
 def load_dataset(
@@ -25,7 +26,8 @@ def load_dataset(
     """Load ``sample``, a class-folder root or an ``.npz`` file, at ``image_size`` px if given.
 
     Args:
-        spec: ``"sample"``, a folder of class folders, or an ``.npz`` file (AN2DL layout).
+        spec: ``"sample"``, a folder of class folders, or an ``.npz`` file (AN2DL layout); see
+            :func:`bloodcell.datasets.load`.
         image_size: Resize to this square side; None keeps the data's size (96 px for folders).
         limit: Keep at most this many images of each class (the first ones, in dataset order).
         verbose: Progress line while decoding and resizing.
@@ -35,21 +37,12 @@ def load_dataset(
     """
     from bloodcell import datasets
 
-    text = os.fspath(spec)
-    if text == "sample":
-        data = limit_per_class(datasets.load_sample(), limit)  # before resizing: less to resize
-        if image_size is not None and data.image_shape[0] != image_size:
-            data = data.replace(images=datasets.resize_images(data.images, image_size, verbose=verbose))
-        return data
-    if os.path.isdir(text):
-        data = datasets.load_folder(
-            text, image_size=96 if image_size is None else image_size, verbose=verbose
+    if os.fspath(spec) == "sample" and image_size is not None:
+        # Keep fewer images before resizing: less to resize.
+        return datasets.load(
+            limit_per_class(datasets.load("sample"), limit), image_size=image_size, verbose=verbose
         )
-    elif os.path.exists(text):
-        data = datasets.load_npz(text, image_size=image_size, verbose=verbose)
-    else:
-        raise DataFileNotFoundError(f"no such file or folder: {text!r}. Give {DATA_HELP}.")
-    return limit_per_class(data, limit)
+    return limit_per_class(datasets.load(spec, image_size=image_size, verbose=verbose), limit)
 
 
 def limit_per_class(data: BloodCellDataset, limit: int | None) -> BloodCellDataset:

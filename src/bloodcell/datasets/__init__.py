@@ -15,6 +15,7 @@ from bloodcell.datasets.imageio import decode_image, resize_images
 from bloodcell.datasets.medmnist import load_medmnist, medmnist_file_info
 from bloodcell.datasets.npz import DatasetSplits, load_npz
 from bloodcell.datasets.sample import load_sample, sample_attribution, write_sample_folder
+from bloodcell.datasets.source import load
 from bloodcell.datasets.splitting import duplicate_groups, kfold, split, split_indices
 from bloodcell.datasets.tfdata import to_tf_dataset
 
@@ -32,6 +33,7 @@ __all__ = [
     "image_digests",
     "kfold",
     "list_image_files",
+    "load",
     "load_folder",
     "load_medmnist",
     "load_npz",

@@ -325,24 +325,6 @@ def _as_model(model: Any) -> tuple[Any, str]:
     return model, str(getattr(model, "name", type(model).__name__))
 
 
-def _as_dataset(dataset: Any) -> Any:
-    from bloodcell import datasets
-
-    if isinstance(dataset, datasets.BloodCellDataset):
-        return dataset
-    if isinstance(dataset, (str, os.PathLike)):
-        spec = str(dataset)
-        if spec == "sample":
-            return datasets.load_sample()
-        if os.path.isdir(spec):
-            return datasets.load_folder(spec)
-        return datasets.load_npz(spec)
-    raise InvalidDtypeError(
-        "dataset must be a BloodCellDataset, a class-folder root, an .npz file or 'sample'; got "
-        f"{type(dataset).__name__}."
-    )
-
-
 def _predictor(model: Any, batch_size: int, tta: str | Sequence[str] | None) -> Any:
     """A function from a labelled dataset to a metrics Report, with or without TTA."""
     from bloodcell import tta as tta_module
@@ -401,7 +383,9 @@ def evaluate_robustness(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
     model, model_name = _as_model(model)
-    data = _as_dataset(dataset)
+    from bloodcell import datasets
+
+    data = datasets.load(dataset)
     data.check_not_empty("evaluate_robustness()")
     predict = _predictor(model, batch_size, tta)
 

@@ -1,4 +1,4 @@
-"""Training: the :class:`Trainer`, its resumable run state and distribution helpers.
+"""Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule and distribution helpers.
 
 Example:
     >>> import bloodcell as bc
@@ -15,6 +15,7 @@ from bloodcell.training.distribute import (
     num_replicas,
     worker_id,
 )
+from bloodcell.training.schedules import WarmupCosine
 from bloodcell.training.trainer import BALANCE_OPTIONS, OPTIMIZERS, Trainer
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "OPTIMIZERS",
     "Trainer",
     "TrainingState",
+    "WarmupCosine",
     "current_strategy",
     "is_chief",
     "logical_cpus",
