@@ -21,6 +21,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from bloodcell.errors import ConfigurationError
+
 __all__ = ["WarmupCosine"]
 
 
@@ -41,14 +43,14 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, alpha: float = 0.0) -> None:
         super().__init__()
         if not peak > 0:
-            raise ValueError(f"peak must be > 0, got {peak!r}.")
+            raise ConfigurationError(f"peak must be > 0, got {peak!r}.")
         if int(total_steps) < 1 or not 0 <= int(warmup_steps) <= int(total_steps):
-            raise ValueError(
+            raise ConfigurationError(
                 f"Need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got total_steps={total_steps!r}, "
                 f"warmup_steps={warmup_steps!r}."
             )
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
+            raise ConfigurationError(f"alpha must be in [0, 1], got {alpha!r}.")
         self.peak = float(peak)
         self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps)
