@@ -24,6 +24,8 @@ Usage (the full run takes about an hour of quiet CPU on 2 cores)::
 
     python benchmarks/robustness.py --recipes cpu robust --budget-min 25
     python benchmarks/robustness.py --limit 200 --epochs 1 --severities 1 5   # a smoke test
+    # the models of an earlier run, evaluated again with test-time augmentation:
+    python benchmarks/robustness.py --models runs/robustness --tta d4 --out runs/robustness-tta
 
 Data: ``--data`` points at a folder holding ``pbc96/train`` and ``pbc96/val`` (class folders of
 96×96 JPEGs), by default ``<repo>/../shared/data``. Without it, download the PBC dataset (Acevedo
@@ -77,7 +79,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="training and corruption seed")
     p.add_argument("--kinds", default=None, help="comma-separated bloodcell corruption kinds (default: all)")
     p.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--no-suite", action="store_true", help="skip the library's corruption suite")
     p.add_argument("--no-medmnistc", action="store_true", help="skip the MedMNIST-C yardstick")
+    p.add_argument(
+        "--tta",
+        choices=["d4", "flips", "rot90"],
+        default=None,
+        help="evaluate with test-time augmentation (bloodcell.tta); default: plain predictions",
+    )
+    p.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="reuse the models a previous run saved (<models>/<recipe>/model.keras) instead of training",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="prediction batch size")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "robustness", help="output folder")
     p.add_argument("--verbose", type=int, default=2, help="Keras training output")
@@ -164,6 +179,27 @@ def train_recipe(name: str, train, val, args: argparse.Namespace, out: Path):
     return model, info
 
 
+def reuse_recipe(name: str, folder: Path):
+    """The model a previous run of this script trained for ``name``, and that run's training facts."""
+    import bloodcell as bc
+
+    path = folder / "model.keras"
+    if not path.is_file():
+        sys.exit(f"--models: no {path}. Point --models at the --out folder of a run that trained {name!r}.")
+    model = bc.export.load(path, compile=False)
+    previous = json.loads((folder / "result.json").read_text()) if (folder / "result.json").is_file() else {}
+    info = {
+        "recipe": name,
+        "config": previous.get("config"),
+        "epochs_run": previous.get("epochs_run"),
+        "stopped_by_budget": previous.get("stopped_by_budget"),
+        "train_seconds": previous.get("train_seconds"),
+        "model": str(path),
+    }
+    print(f"== {name}: reusing {path} (trained {info['epochs_run']} epochs)", flush=True)
+    return model, info
+
+
 # ---------------------------------------------------------------------------------------------
 # MedMNIST-C adapter (benchmark only)
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +277,7 @@ def evaluate_medmnistc(model, val, args: argparse.Namespace, out: Path):
     from bloodcell.robustness import RobustnessReport
 
     corruptions = medmnistc_blood_corruptions()
-    clean = bc.evaluate(model, val, batch_size=args.batch_size)
+    clean = bc.evaluate(model, val, batch_size=args.batch_size, tta=args.tta)
     kinds, acc, f1, failed = [], [], [], {}
     for name, corruption in corruptions.items():
         t0 = time.perf_counter()
@@ -249,7 +285,7 @@ def evaluate_medmnistc(model, val, args: argparse.Namespace, out: Path):
             rows = []
             for s in args.severities:
                 data = val.replace(images=medmnistc_corrupt(corruption, val.images, s, args.seed))
-                rows.append(bc.evaluate(model, data, batch_size=args.batch_size))
+                rows.append(bc.evaluate(model, data, batch_size=args.batch_size, tta=args.tta))
         except Exception as err:  # noqa: BLE001 - report which external corruption fails, keep going
             failed[name] = f"{type(err).__name__}: {err}"
             print(f"  MedMNIST-C {name}: FAILED ({failed[name]})", flush=True)
@@ -273,6 +309,7 @@ def evaluate_medmnistc(model, val, args: argparse.Namespace, out: Path):
         f1_macro=np.array(f1).reshape(len(kinds), len(args.severities)),
         seed=args.seed,
         model="medmnistc-bloodmnist",
+        tta=args.tta,
     )
     report.to_json(out / "medmnistc.json")
     report.to_csv(out / "medmnistc.csv")
@@ -294,6 +331,9 @@ def results_markdown(
     def num(v):
         return "–" if v is None else f"{v:.3f}"
 
+    def num_or_dash(v, fmt):
+        return "–" if v is None else fmt.format(v)
+
     lines = [
         f"### Robustness under corruption: recipes {', '.join(args.recipes)} (pbc96/val)",
         "",
@@ -303,6 +343,8 @@ def results_markdown(
         f"- Command: `{command}`",
         f"- Data: {n_train} training images, {n_val} validation images; corruption seed {args.seed}; "
         f"severities {', '.join(map(str, args.severities))}",
+        f"- Predictions: {f'test-time augmentation {args.tta!r}' if args.tta else 'plain (no TTA)'}"
+        + (f"; models reused from `{args.models}`" if args.models else ""),
         "",
         "| Recipe | Epochs | Train (min) | Clean acc. (%) | Clean F1 (%) | bloodcell suite acc. (%) | ratio "
         "| MedMNIST-C acc. (%) | ratio |",
@@ -310,8 +352,9 @@ def results_markdown(
     ]
     for r in results:
         lines.append(
-            f"| {r['recipe']} | {r['epochs_run']} | {r['train_seconds'] / 60:.1f} | {pct(r['clean_accuracy'])} | "
-            f"{pct(r['clean_f1_macro'])} | {pct(r['suite_accuracy'])} | {num(r['suite_ratio'])} | "
+            f"| {r['recipe']} | {num_or_dash(r['epochs_run'], '{}')} | "
+            f"{num_or_dash(r['train_seconds'] and r['train_seconds'] / 60, '{:.1f}')} | {pct(r['clean_accuracy'])} | "
+            f"{pct(r['clean_f1_macro'])} | {pct(r.get('suite_accuracy'))} | {num(r.get('suite_ratio'))} | "
             f"{pct(r.get('medmnistc_accuracy'))} | {num(r.get('medmnistc_ratio'))} |"
         )
     for suite, key in (("bloodcell suite", "suite_kind_ratio"), ("MedMNIST-C", "medmnistc_kind_ratio")):
@@ -345,27 +388,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     for name in args.recipes:
         out = args.out / name
-        print(f"== {name}: training", flush=True)
-        model, info = train_recipe(name, train, val, args, out)
-        clean = bc.evaluate(model, val, batch_size=args.batch_size)
+        if args.models is not None:
+            model, info = reuse_recipe(name, args.models / name)
+        else:
+            print(f"== {name}: training", flush=True)
+            model, info = train_recipe(name, train, val, args, out)
+        clean = bc.evaluate(model, val, batch_size=args.batch_size, tta=args.tta)
         clean.to_json(out / "report.json", include_predictions=True)
-        print(f"== {name}: clean accuracy {clean.accuracy:.2%}; bloodcell suite", flush=True)
-        suite = bc.robustness.evaluate_robustness(
-            model,
-            val,
-            kinds=args.kinds,
-            severities=args.severities,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            output_dir=out,
-        )
-        info.update(
-            clean_accuracy=clean.accuracy,
-            clean_f1_macro=clean.f1_macro,
-            suite_accuracy=suite.mean_corrupted_accuracy,
-            suite_ratio=suite.ratio,
-            suite_kind_ratio=suite.kind_ratio,
-        )
+        info.update(clean_accuracy=clean.accuracy, clean_f1_macro=clean.f1_macro, tta=args.tta)
+        print(f"== {name}: clean accuracy {clean.accuracy:.2%}", flush=True)
+        if not args.no_suite:
+            print(f"== {name}: bloodcell suite", flush=True)
+            suite = bc.robustness.evaluate_robustness(
+                model,
+                val,
+                kinds=args.kinds,
+                severities=args.severities,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                tta=args.tta,
+                output_dir=out,
+            )
+            info.update(
+                suite_accuracy=suite.mean_corrupted_accuracy,
+                suite_ratio=suite.ratio,
+                suite_kind_ratio=suite.kind_ratio,
+            )
         if not args.no_medmnistc:
             print(f"== {name}: MedMNIST-C blood corruptions", flush=True)
             try:

@@ -4,10 +4,10 @@ Three augmenters, batched with parameters drawn per image (see :mod:`.domain` fo
 and ``p``):
 
 * :class:`RandomDeposits`: stain precipitate left on the slide, from fine specks to large, nearly
-  opaque clumps that hide part of a cell. Each speck is a small ellipse of dye with an optical density; densities add where specks overlap
-  and the light they let through follows Beer–Lambert (``x · 10^(−density · colour)``), so a
-  deposit can only darken, and its colour lies between the basic (blue-purple) dye's and a neutral
-  grey-black.
+  opaque clumps that hide part of a cell. Each speck is a small ellipse of dye with an optical
+  density; densities add where specks overlap and the light they let through follows Beer–Lambert
+  (``x · 10^(−density · colour)``), so a deposit can only darken, and its colour lies between the
+  basic (blue-purple) dye's and a neutral grey-black.
 * :class:`RandomBubbles`: air trapped under the coverslip or in the mounting medium. Inside, the
   bubble washes the image out towards white; its edge, where light is refracted away from the
   objective, is a dark ring (faint or absent when the bubble is out of the focal plane), with a

@@ -653,14 +653,14 @@ class Trainer:
         self._seed_everything(phase)
         train_used, class_weight = self._balanced(train)
         steps = self._steps_per_epoch(train_used)
-        total_steps = steps * epochs
+        total_steps = max(1, steps * epochs)
         warmup = int(round(self.warmup_epochs * steps))
         if self.lr_schedule == "cosine":
             # Same values as Keras's CosineDecay with warm-up, without its per-variable conditional.
             lr: Any = WarmupCosine(
                 learning_rate,
-                total_steps=max(1, total_steps),
-                warmup_steps=min(warmup, max(1, total_steps)),
+                total_steps=total_steps,
+                warmup_steps=min(warmup, total_steps),
                 alpha=min(1.0, self.min_learning_rate / learning_rate),
             )
         else:
