@@ -7,7 +7,11 @@ what an epoch costs besides its steps; the number of whole epochs that fit in wh
 5 % for the machine's drift) is computed, and a cosine learning-rate schedule (with warm-up) runs
 over exactly those epochs. Validation accuracy is measured on the exponential moving
 average of the weights (Keras ``use_ema`` + ``SwapEMAWeights``) after every epoch, and the best
-epoch's weights are kept. A guard stops training if an epoch would overrun the budget.
+epoch's weights are kept. A guard stops training if an epoch would overrun the budget. Last, the
+BatchNorm statistics are recomputed for those weights over 100 training batches
+(:func:`bloodcell.training.recalibrate_batchnorm`; its time is measured in the calibration too and
+counted in the budget): the moving statistics of momentum 0.9 cover only the last ~10 batches, and
+they were gathered for the raw weights, not for the EMA weights that are validated.
 
 The budget counts everything after the data is decoded: model building, calibration, training and
 the per-epoch validation passes. After it, the chosen model is also evaluated with test-time
@@ -18,6 +22,8 @@ Usage (the full run is 30 minutes on 2 cores)::
 
     python benchmarks/accuracy_cpu.py --budget-min 30 --seed 0
     python benchmarks/accuracy_cpu.py --budget-min 3 --seed 0          # a short check
+    # precise BatchNorm applied afterwards to finished runs (their best model), before/after:
+    python benchmarks/accuracy_cpu.py --recalibrate runs/accuracy_cpu/mobilenetv3small-seed*-30min
 
 Data: ``--data`` points at a folder holding ``pbc96/train`` and ``pbc96/val`` (class folders of
 96×96 JPEGs), by default ``<repo>/../shared/data``. Without it, download the PBC dataset (Acevedo
@@ -72,6 +78,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=25,
         help="training steps per calibration epoch (two are timed)",
     )
+    p.add_argument(
+        "--bn-batches",
+        type=int,
+        default=100,
+        help="batches for precise BatchNorm after training, inside the budget (0: off; default %(default)s)",
+    )
+    p.add_argument(
+        "--recalibrate",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="RUN_DIR",
+        help="no training: apply precise BatchNorm to the best model of finished runs and report before/after",
+    )
     p.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy_cpu", help="output folder")
     p.add_argument("--verbose", type=int, default=2)
     return p.parse_args(argv)
@@ -97,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     import bloodcell as bc
 
     train, val = load(args.data)
+    if args.recalibrate:
+        return recalibrate_runs(args.recalibrate, train, val, args.bn_batches or 100)
     changes = {"backbone": args.backbone}
     for flag, key in (
         ("batch_size", "batch_size"),
@@ -135,6 +157,15 @@ def main(argv: list[str] | None = None) -> dict:
         probe_trainer.fit(calib, val, epochs=2)
     # One whole epoch = the measured second calibration epoch plus the steps it did not have.
     epoch_seconds = timer.last_epoch_seconds + (steps - timer.last_epoch_steps) * timer.seconds_per_step
+    # Precise BatchNorm at the end: graph tracing plus a cost per batch, from two timed short runs.
+    bn_seconds = 0.0
+    if args.bn_batches:
+        short, long = [
+            _timed(bc.training.recalibrate_batchnorm, probe, train, batches=n, batch_size=config.batch_size)
+            for n in (4, 12)
+        ]
+        per_batch = max(0.0, (long - short) / 8)
+        bn_seconds = max(0.0, short - 4 * per_batch) + args.bn_batches * per_batch
     del probe, probe_trainer
     keras.backend.clear_session()
 
@@ -143,17 +174,17 @@ def main(argv: list[str] | None = None) -> dict:
     keras.utils.set_random_seed(args.seed)
     model = config.build_model(num_classes=train.num_classes)
     elapsed = time.perf_counter() - start
-    usable = budget - elapsed - timer.build_seconds
+    usable = budget - elapsed - timer.build_seconds - bn_seconds
     epochs = max(1, int(0.95 * usable // epoch_seconds))
     print(
         f"calibration: graph {timer.build_seconds:.0f} s, {timer.seconds_per_step * 1000:.0f} ms/step, "
-        f"≈ {epoch_seconds:.0f} s/epoch with validation and checkpoints; {elapsed:.0f} s used; "
-        f"planning {epochs} epochs",
+        f"≈ {epoch_seconds:.0f} s/epoch with validation and checkpoints, precise BatchNorm ≈ {bn_seconds:.0f} s; "
+        f"{elapsed:.0f} s used; planning {epochs} epochs",
         flush=True,
     )
 
     # 3. Train with a cosine schedule over exactly those epochs; stop early if the budget runs out.
-    guard = _BudgetGuard(start, budget)
+    guard = _BudgetGuard(start, budget - bn_seconds)
     out = args.out / f"{args.backbone}-seed{args.seed}-{args.budget_min:g}min"
     trainer = bc.Trainer(
         model,
@@ -164,8 +195,22 @@ def main(argv: list[str] | None = None) -> dict:
         output_dir=out / "train",
         **config.trainer_kwargs(),
     )
-    history = trainer.fit(train, val, epochs=epochs).history
-    train_seconds = time.perf_counter() - start
+    history = trainer.fit(train, val, epochs=epochs).history  # ends on the best epoch's weights
+    fit_seconds = time.perf_counter() - start
+
+    # 4. Precise BatchNorm: statistics recomputed for the chosen (EMA) weights, inside the budget.
+    before = bc.evaluate(model, val, batch_size=256)  # only reports, so not counted
+    bn_used = 0.0
+    if args.bn_batches:
+        bn_used = _timed(
+            bc.training.recalibrate_batchnorm,
+            model,
+            train,
+            batches=args.bn_batches,
+            batch_size=config.batch_size,
+            seed=args.seed,
+        )
+    train_seconds = fit_seconds + bn_used
 
     report = bc.evaluate(model, val, batch_size=256)
     report_tta = bc.evaluate(model, val, batch_size=256, tta="d4")
@@ -184,12 +229,16 @@ def main(argv: list[str] | None = None) -> dict:
         "last_val_accuracy": val_acc[-1],
         "selected_val_accuracy": report.accuracy,
         "selected_val_f1_macro": report.f1_macro,
+        "before_bn_val_accuracy": before.accuracy,
+        "bn_batches": args.bn_batches,
+        "bn_seconds": round(bn_used, 1),
         "selected_val_accuracy_tta_d4": report_tta.accuracy,
         "selected_val_f1_macro_tta_d4": report_tta.f1_macro,
         "calibration": {
             "graph_seconds": round(timer.build_seconds, 1),
             "ms_per_step": round(1000 * timer.seconds_per_step, 1),
             "epoch_seconds": round(epoch_seconds, 1),
+            "bn_seconds": round(bn_seconds, 1),
         },
         "epoch_seconds": [round(t, 1) for t in guard.epoch_seconds],
         "config": config.to_dict(),
@@ -203,9 +252,59 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.history, out / "training_curves.png", title=f"{args.backbone}, seed {args.seed}"
     )
     bc.plots.confusion_matrix(report, out / "confusion_matrix.png")
+    with bc._io.atomic_path(out / "model.keras") as tmp:
+        model.save(tmp)
     print(report)
     print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=1))
     return result
+
+
+def recalibrate_runs(run_dirs: list[Path], train, val, batches: int) -> list[dict]:
+    """Precise BatchNorm on the best model of finished runs: val accuracy before and after, and its time."""
+    import bloodcell as bc
+
+    rows = []
+    for run in run_dirs:
+        result_path, model_path = run / "result.json", run / "train" / "fit" / "best.keras"
+        if not result_path.is_file() or not model_path.is_file():
+            sys.exit(f"--recalibrate: {run} is not a finished run (no result.json or train/fit/best.keras).")
+        result = json.loads(result_path.read_text())
+        model = bc.export.load(model_path, compile=False)
+        before = bc.evaluate(model, val, batch_size=256)
+        seconds = _timed(
+            bc.training.recalibrate_batchnorm,
+            model,
+            train,
+            batches=batches,
+            batch_size=result["config"]["batch_size"],
+            seed=result["seed"],
+        )
+        after = bc.evaluate(model, val, batch_size=256)
+        after_tta = bc.evaluate(model, val, batch_size=256, tta="d4")
+        row = {
+            "run": str(run),
+            "seed": result["seed"],
+            "run_seconds": result["seconds"],
+            "budget_seconds": 60 * result["budget_min"],
+            "val_accuracy_before": before.accuracy,
+            "bn_batches": batches,
+            "bn_seconds": round(seconds, 1),
+            "val_accuracy_after": after.accuracy,
+            "val_f1_macro_after": after.f1_macro,
+            "val_accuracy_after_tta_d4": after_tta.accuracy,
+            "command": "python benchmarks/accuracy_cpu.py " + " ".join(sys.argv[1:]),
+        }
+        bc._io.atomic_write_text(run / "recalibrated.json", json.dumps(row, indent=1) + "\n")
+        print(json.dumps(row, indent=1), flush=True)
+        rows.append(row)
+    return rows
+
+
+def _timed(fn, *args, **kwargs) -> float:
+    """Seconds one call of ``fn`` takes."""
+    t0 = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t0
 
 
 class _EpochTimer:

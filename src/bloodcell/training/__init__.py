@@ -1,4 +1,5 @@
-"""Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule and distribution helpers.
+"""Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule, precise BatchNorm
+and distribution helpers.
 
 Example:
     >>> import bloodcell as bc
@@ -6,6 +7,7 @@ Example:
     'Trainer'
 """
 
+from bloodcell.training.batchnorm import recalibrate_batchnorm
 from bloodcell.training.callbacks import TrainingState
 from bloodcell.training.distribute import (
     current_strategy,
@@ -29,5 +31,6 @@ __all__ = [
     "logical_cpus",
     "multi_worker_strategy",
     "num_replicas",
+    "recalibrate_batchnorm",
     "worker_id",
 ]
