@@ -252,6 +252,40 @@ def test_predict_and_evaluate(cells):
     np.testing.assert_allclose(report.y_prob, prob, atol=1e-5)
 
 
+def test_batchnorm_recalibration_validates_the_average_with_its_own_statistics(cells):
+    train, val = cells
+    trainer = bc.Trainer(
+        tiny_classifier(),
+        learning_rate=1e-2,
+        ema=True,
+        ema_momentum=0.9,
+        batchnorm_recalibration=3,
+        batch_size=16,
+        restore_best=False,
+        early_stopping_patience=None,
+        verbose=0,
+    )
+    history = trainer.fit(train, val, epochs=2).history
+    bn = trainer.model.get_layer("bn1")
+    after_fit = [bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy()]
+    # The final model holds the averaged weights with the statistics computed for them before the
+    # last validation: recomputing them now changes nothing (the raw running statistics would).
+    bc.training.recalibrate_batchnorm(trainer.model, train, batches=3, batch_size=16, seed=trainer.seed)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), after_fit[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), after_fit[1], rtol=1e-5, atol=1e-6)
+    # And the logged validation accuracy is that of the model the Trainer hands back.
+    assert history["val_accuracy"][-1] == pytest.approx(trainer.evaluate(val).accuracy)
+
+
+def test_batchnorm_recalibration_skips_models_without_batchnorm(cells):
+    train, _ = cells
+    callback = bc.training.RecalibrateBatchNorm(
+        tiny_classifier(batchnorm=False), train.images, batches=2, batch_size=16
+    )
+    callback.on_test_begin()
+    assert callback.recalibrations == 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -264,6 +298,7 @@ def test_predict_and_evaluate(cells):
         ({"early_stopping_patience": -1}, "early_stopping_patience"),
         ({"seed": -1}, "seed"),
         ({"augment": "augmix"}, "augment"),
+        ({"batchnorm_recalibration": 0}, "batchnorm_recalibration"),
     ],
 )
 def test_bad_settings_raise_configuration_error(kwargs, match):

@@ -7,7 +7,7 @@ Example:
     'Trainer'
 """
 
-from bloodcell.training.batchnorm import recalibrate_batchnorm
+from bloodcell.training.batchnorm import RecalibrateBatchNorm, recalibrate_batchnorm
 from bloodcell.training.callbacks import TrainingState
 from bloodcell.training.distribute import (
     current_strategy,
@@ -23,6 +23,7 @@ from bloodcell.training.trainer import BALANCE_OPTIONS, OPTIMIZERS, Trainer
 __all__ = [
     "BALANCE_OPTIONS",
     "OPTIMIZERS",
+    "RecalibrateBatchNorm",
     "Trainer",
     "TrainingState",
     "WarmupCosine",

@@ -33,7 +33,7 @@ import numpy as np
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, EmptyDatasetError
 
-__all__ = ["recalibrate_batchnorm", "trainable_batchnorm_layers"]
+__all__ = ["RecalibrateBatchNorm", "recalibrate_batchnorm", "trainable_batchnorm_layers"]
 
 
 def trainable_batchnorm_layers(model: Any) -> list[Any]:
@@ -130,3 +130,47 @@ def _training_forward(model: Any) -> Any:
         # Traced here, after the momentum change, so the graph uses momentum 0.
         return tf.function(lambda x: model(x, training=True), reduce_retracing=True)
     return lambda x: model(x, training=True)
+
+
+class RecalibrateBatchNorm(keras.callbacks.Callback):
+    """Recompute BatchNorm statistics before each validation pass of ``fit`` (a Keras callback).
+
+    Put it after ``keras.callbacks.SwapEMAWeights`` so that it sees the averaged weights that are
+    validated. The statistics stay as they are after validation: training mode normalises with the
+    batch statistics, so they change nothing in training, and the moving average forgets them within
+    a few dozen batches. Checkpoints taken at the epoch's end therefore hold weights and statistics
+    that belong together. Does nothing for a model without a trainable BatchNorm layer (a frozen
+    backbone in the first phase of transfer learning).
+
+    Args:
+        model: The classifier whose statistics to recompute (not a training wrapper around it).
+        images: Training images, uint8 (N, H, W, 3), without augmentation.
+        batches: Batches per recalibration.
+        batch_size: Images per batch (the training batch size).
+        seed: Seed of the choice of images (the same images each epoch).
+
+    Example:
+        >>> import keras, numpy as np
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.BatchNormalization()])
+        >>> callback = RecalibrateBatchNorm(model, np.zeros((32, 8, 8, 3), np.uint8), batches=2, batch_size=16)
+        >>> callback.on_test_begin()
+        >>> callback.recalibrations
+        1
+    """
+
+    def __init__(self, model: Any, images: Any, *, batches: int, batch_size: int, seed: int = 0) -> None:
+        super().__init__()
+        self.target = model
+        self.images = as_images(images)
+        self.batches = int(batches)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.recalibrations = 0
+        self._active = bool(trainable_batchnorm_layers(model))
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._active:
+            recalibrate_batchnorm(
+                self.target, self.images, batches=self.batches, batch_size=self.batch_size, seed=self.seed
+            )
+            self.recalibrations += 1

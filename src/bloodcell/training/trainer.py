@@ -19,6 +19,7 @@ from bloodcell._io import atomic_write_text
 from bloodcell.datasets import BloodCellDataset, to_tf_dataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 from bloodcell.training import distribute
+from bloodcell.training.batchnorm import RecalibrateBatchNorm
 from bloodcell.training.callbacks import TrainingState, load_state, monitor_mode
 from bloodcell.training.schedules import WarmupCosine
 
@@ -69,6 +70,11 @@ class Trainer:
         ema: Keep an exponential moving average of the weights (Keras's ``use_ema``); validation,
             checkpoints and the final weights use the average (default False).
         ema_momentum: Momentum of that average (default 0.99).
+        batchnorm_recalibration: Before each validation pass, recompute the BatchNorm statistics
+            for the weights being validated (the average with ``ema``) as the mean over this many
+            batches of training images without augmentation (precise BatchNorm, see
+            :func:`bloodcell.training.recalibrate_batchnorm`); costs one forward pass per batch.
+            None (default): off. Not available with more than one replica.
         loss: ``"categorical_crossentropy"`` (default), ``"categorical_focal_crossentropy"``, or a
             Keras loss instance.
         label_smoothing: Label smoothing of the cross-entropy (default 0.0).
@@ -138,6 +144,7 @@ class Trainer:
         warmup_epochs: float = 0.0,
         ema: bool = False,
         ema_momentum: float = 0.99,
+        batchnorm_recalibration: int | None = None,
         loss: str | keras.losses.Loss = "categorical_crossentropy",
         label_smoothing: float = 0.0,
         augment: Any = None,
@@ -200,6 +207,8 @@ class Trainer:
                     "augment=bloodcell.augment.AugMix()."
                 )
         _check_positive("consistency_views", consistency_views, integer=True)
+        if batchnorm_recalibration is not None:
+            _check_positive("batchnorm_recalibration", batchnorm_recalibration, integer=True)
         if not (isinstance(model, keras.Model) or callable(model)):
             raise InvalidDtypeError(
                 f"Trainer() takes a keras.Model or a function that builds one, got {type(model).__name__}."
@@ -212,6 +221,9 @@ class Trainer:
         self.warmup_epochs = float(warmup_epochs)
         self.ema = bool(ema)
         self.ema_momentum = float(ema_momentum)
+        self.batchnorm_recalibration = (
+            None if batchnorm_recalibration is None else int(batchnorm_recalibration)
+        )
         self.loss = loss
         self.label_smoothing = float(label_smoothing)
         self.augment = augment
@@ -229,6 +241,11 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.strategy = distribute.current_strategy(strategy)
+        if self.batchnorm_recalibration is not None and self.num_replicas > 1:
+            raise ConfigurationError(
+                f"batchnorm_recalibration runs on one replica; this strategy has {self.num_replicas}. Train "
+                "without it and call bloodcell.training.recalibrate_batchnorm(model, train) afterwards."
+            )
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
         self.jit_compile = jit_compile
@@ -376,6 +393,7 @@ class Trainer:
             "warmup_epochs",
             "ema",
             "ema_momentum",
+            "batchnorm_recalibration",
             "loss",
             "label_smoothing",
             "augment",
@@ -578,13 +596,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ the training loop
     def _callbacks(
-        self, directory: Path | None, monitor: str, signature: dict[str, Any]
+        self, directory: Path | None, monitor: str, signature: dict[str, Any], train: BloodCellDataset
     ) -> tuple[list[Any], Any]:
         presets: list[Any] = []
         ema_cb = None
         if self.ema:
             ema_cb = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
             presets.append(ema_cb)  # first: validation and the best-model choice see the average
+        if self.batchnorm_recalibration is not None:
+            # After the EMA swap: the statistics are recomputed for the weights that are validated.
+            presets.append(
+                RecalibrateBatchNorm(
+                    self.model,
+                    train.images,
+                    batches=self.batchnorm_recalibration,
+                    batch_size=self.batch_size,
+                    seed=self.seed,
+                )
+            )
         reduce_lr = None
         schedule = self.lr_schedule is not None
         if self.reduce_lr_patience is not None and not schedule:
@@ -682,7 +711,7 @@ class Trainer:
         # Saving reads variables with collective ops, so every worker saves; the others write to a
         # scratch folder of their own (removed at the end), and all of them resume from the chief's.
         write_dir = directory if directory is None or self._chief else self._scratch_dir() / phase
-        callbacks, state = self._callbacks(write_dir, monitor, signature)
+        callbacks, state = self._callbacks(write_dir, monitor, signature, train)
         done = 0
         saved = _load_chief_state(directory)
         if saved is not None:
