@@ -66,11 +66,24 @@ def test_json_round_trip_and_fingerprint(tmp_path):
         ({"batch_size": 2.5}, ConfigurationError),
         ({"fine_tune_epochs": -1}, ConfigurationError),
         ({"colour": "red"}, ConfigurationError),
+        ({"batchnorm_recalibration": 0}, ConfigurationError),
+        ({"batchnorm_recalibration": True}, ConfigurationError),
     ],
 )
 def test_bad_configs_raise(changes, error):
     with pytest.raises(error):
         Config.preset("seed").replace(**changes)
+
+
+def test_batchnorm_recalibration_keeps_older_fingerprints_while_unset(tmp_path):
+    cpu = Config.preset("cpu")
+    assert "batchnorm_recalibration" not in cpu.to_dict()  # configs saved before the field: same JSON
+    precise = cpu.replace(batchnorm_recalibration=50)
+    assert precise.to_dict()["batchnorm_recalibration"] == 50
+    assert precise.fingerprint() != cpu.fingerprint()
+    precise.to_json(tmp_path / "c.json")
+    assert Config.from_json(tmp_path / "c.json") == precise
+    assert precise.trainer_kwargs()["batchnorm_recalibration"] == 50
 
 
 def test_trainer_kwargs_are_accepted_by_the_trainer():
@@ -204,6 +217,24 @@ def test_run_writes_its_folder_and_is_not_redone(tiny_backbone, splits, tmp_path
             output_dir=tmp_path,
             verbose=0,
         )
+
+
+def test_run_with_batchnorm_recalibration_saves_recalibrated_statistics(tiny_backbone, splits, tmp_path):
+    import keras
+
+    from bloodcell.training.batchnorm import trainable_batchnorm_layers
+
+    train, val, test = splits
+    # EMA weights with the tiny CNN's slow BatchNorm (momentum 0.99): without the recalibration the
+    # saved statistics are those gathered for the raw weights over the first steps.
+    cfg = _tiny_config(epochs=1, ema=True, ema_momentum=0.9, batchnorm_recalibration=2)
+    result = bc.experiments.run(cfg, train, val, test, seed=0, output_dir=tmp_path, verbose=0)
+    model = keras.saving.load_model(result.directory / "model.keras", safe_mode=True)
+    bn = trainable_batchnorm_layers(model)[-1]
+    saved = [bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy()]
+    bc.training.recalibrate_batchnorm(model, train, batches=2, batch_size=cfg.batch_size, seed=0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), saved[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), saved[1], rtol=1e-5, atol=1e-6)
 
 
 def test_compare_tabulates_mean_and_std_over_seeds(tiny_backbone, splits, tmp_path):

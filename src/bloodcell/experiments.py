@@ -44,6 +44,9 @@ __all__ = ["Config", "RunResult", "PRESETS", "run", "compare", "AUGMENTERS"]
 
 # Names a Config can use for its augmentation, and the bloodcell.augment class each builds.
 AUGMENTERS = {"augmix": "AugMix", "geometric": "RandomGeometric", "robust": "RobustAugment"}
+# Config fields left out of to_dict() while None, so that configs saved before they existed keep
+# their JSON and fingerprints (finished runs are found by fingerprint).
+_OMITTED_WHEN_UNSET = ("stain_normalization", "batchnorm_recalibration")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Config:
         stain_normalization: ``"macenko"`` or ``"reinhard"``: a :mod:`bloodcell.stain` normaliser
             (default settings) fitted on the training split and built into the model (saved with
             it); None: none.
+        batchnorm_recalibration: Precise BatchNorm before every validation pass, over this many
+            training batches (see :class:`~bloodcell.Trainer`); None: off.
     """
 
     backbone: str = "efficientnetv2s"
@@ -109,6 +114,7 @@ class Config:
     fine_tune_learning_rate: float = 1e-5
     fine_tune_unfreeze: str | int = "all"
     stain_normalization: str | None = None
+    batchnorm_recalibration: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
@@ -127,6 +133,13 @@ class Config:
                 raise ConfigurationError(f"Config.{name} must be a positive integer, got {value!r}.")
         if not isinstance(self.fine_tune_epochs, int) or self.fine_tune_epochs < 0:
             raise ConfigurationError(f"Config.fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}.")
+        recalibration = self.batchnorm_recalibration
+        if recalibration is not None and (
+            isinstance(recalibration, bool) or not isinstance(recalibration, int) or recalibration < 1
+        ):
+            raise ConfigurationError(
+                f"Config.batchnorm_recalibration must be a positive number of batches or None, got {recalibration!r}."
+            )
         if self.stain_normalization not in (None, "macenko", "reinhard"):
             raise ConfigurationError(
                 f"stain_normalization must be 'macenko', 'reinhard' or None, got {self.stain_normalization!r}."
@@ -154,8 +167,9 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if out["stain_normalization"] is None:  # unset: keep the JSON (and fingerprints) of older configs
-            del out["stain_normalization"]
+        for name in _OMITTED_WHEN_UNSET:  # fields added later: unset, they keep older JSON and fingerprints
+            if out[name] is None:
+                del out[name]
         out["input_shape"] = list(self.input_shape)
         return out
 
@@ -235,6 +249,7 @@ class Config:
             "reduce_lr_factor",
             "min_learning_rate",
             "early_stopping_patience",
+            "batchnorm_recalibration",
         )
         return {k: getattr(self, k) for k in keys}
 
