@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # 3. Train with a cosine schedule over exactly those epochs; stop early if the budget runs out.
-    guard = _BudgetGuard(start, budget - bn_seconds)
+    guard = bc.training.TimeBudget(budget - bn_seconds, start=start)
     out = args.out / f"{args.backbone}-seed{args.seed}-{args.budget_min:g}min"
     trainer = bc.Trainer(
         model,
@@ -355,33 +355,6 @@ class _EpochTimer:
                 return len(self.batch_ends[-1])
 
         return EpochTimer()
-
-
-class _BudgetGuard:
-    """Stops training at an epoch end when the next epoch would overrun the budget (a Keras callback)."""
-
-    def __new__(cls, start: float, budget: float):
-        import keras
-
-        class BudgetGuard(keras.callbacks.Callback):
-            stopped = False
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.epoch_start = start
-                self.epoch_seconds: list[float] = []
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epoch_start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                now = time.perf_counter()
-                self.epoch_seconds.append(now - self.epoch_start)
-                if now + (now - self.epoch_start) > start + budget:
-                    self.model.stop_training = True
-                    self.stopped = True
-
-        return BudgetGuard()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Example:
 """
 
 from bloodcell.training.batchnorm import RecalibrateBatchNorm, recalibrate_batchnorm
+from bloodcell.training.budget import TimeBudget
 from bloodcell.training.callbacks import TrainingState
 from bloodcell.training.distribute import (
     current_strategy,
@@ -24,6 +25,7 @@ __all__ = [
     "BALANCE_OPTIONS",
     "OPTIMIZERS",
     "RecalibrateBatchNorm",
+    "TimeBudget",
     "Trainer",
     "TrainingState",
     "WarmupCosine",
