@@ -279,6 +279,8 @@ def test_probability_leaves_other_images_untouched(cells):
         (lambda: RobustAugment(ops=["stain", "sparkles"]), "sparkles"),
         (lambda: RobustAugment(num_ops=3, ops=["stain", "noise"]), "num_ops"),
         (lambda: RobustAugment(ops="stain"), "list"),
+        (lambda: RobustAugment(probability=1.5), "probability"),
+        (lambda: RobustAugment(probability=-0.1), "probability"),
     ],
 )
 def test_bad_settings_raise_clear_errors(make, match):
@@ -298,6 +300,21 @@ def test_robust_gives_each_image_num_ops_augmentations():
     assert (chosen.sum(1) == 3).all()
     share = chosen.mean(0)
     assert np.allclose(share, 3 / len(ROBUST_OPS), atol=0.03)  # uniform over the ops
+
+
+def test_robust_probability_leaves_the_other_images_clean(cells):
+    some = RobustAugment(num_ops=2, probability=0.25).choices(4000, SEED).numpy()
+    augmented = some.any(1)
+    assert abs(augmented.mean() - 0.25) < 0.03
+    assert (some[augmented].sum(1) == 2).all()
+    # probability=1 keeps the draws of the default, so earlier seeds give the same images.
+    np.testing.assert_array_equal(
+        RobustAugment(probability=1.0).choices(64, SEED).numpy(), RobustAugment().choices(64, SEED).numpy()
+    )
+    # Without the geometric step, the images left out come back untouched.
+    none = RobustAugment(probability=0.0, geometric=False, jit_compile=False)
+    np.testing.assert_array_equal(run(none, cells), cells)
+    assert RobustAugment.from_config(RobustAugment(probability=0.75).get_config()).probability == 0.75
 
 
 def test_robust_applies_only_the_ops_given(cells):

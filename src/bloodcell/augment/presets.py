@@ -69,6 +69,9 @@ class RobustAugment(Augmenter):
         severity: 0–5, passed to every augmentation (see :mod:`bloodcell.augment.domain`): each
             image draws each parameter from a range that grows with it. Default 3.
         num_ops: Augmentations per image, drawn without replacement from ``ops`` (default 2).
+        probability: Share of the images that get them (default 1: all). The others get only the
+            flips, rotation and shift, so the model also sees the clean images it will mostly meet;
+            lower it to trade robustness for clean accuracy.
         ops: Names to draw from, a subset of :data:`ROBUST_OPS` (default: all of them). They
             are applied in the order of :data:`ROBUST_OPS` whatever the order given.
         geometric: Rotate by any angle, flip both ways and shift every image first (default True).
@@ -90,6 +93,7 @@ class RobustAugment(Augmenter):
         num_ops: int = 2,
         ops: Sequence[str] = ROBUST_OPS,
         *,
+        probability: float = 1.0,
         geometric: bool = True,
         translation: float = 0.05,
         jit_compile: bool = True,
@@ -106,6 +110,7 @@ class RobustAugment(Augmenter):
             raise ConfigurationError(f"unknown augmentation(s) {unknown}; choose from {ROBUST_OPS}.")
         self.ops = tuple(op for op in ROBUST_OPS if op in ops)
         self.num_ops = check_number("num_ops", num_ops, 1, len(self.ops), integer=True)
+        self.probability = check_number("probability", probability, 0.0, 1.0)
         self.geometric = bool(geometric)
         self.translation = check_number("translation", translation, 0.0, 1.0)
         self.jit_compile = bool(jit_compile)
@@ -119,10 +124,20 @@ class RobustAugment(Augmenter):
         )
 
     def choices(self, batch_size: Any, seed: Any) -> Any:
-        """Which augmentations each image gets for ``seed``: bool (N, len(ops)), ``num_ops`` per row."""
-        scores = tf.random.stateless_uniform(tf.stack([batch_size, len(self.ops)]), _as_seed_tensor(seed))
+        """Which augmentations each image gets for ``seed``: bool (N, len(ops)).
+
+        ``num_ops`` per row for a share ``probability`` of the rows, none for the others.
+        """
+        seed = _as_seed_tensor(seed)
+        scores = tf.random.stateless_uniform(tf.stack([batch_size, len(self.ops)]), seed)
         kth = tf.math.top_k(scores, self.num_ops).values[:, -1:]
-        return scores >= kth
+        chosen = scores >= kth
+        if self.probability < 1.0:  # a separate draw, so probability=1 keeps the choices above
+            augmented = (
+                tf.random.stateless_uniform(tf.stack([batch_size, 1]), split_seed(seed, 1)) < self.probability
+            )
+            chosen = chosen & augmented
+        return chosen
 
     @tf.autograph.experimental.do_not_convert  # plain graph code (see DomainAugmenter)
     def augment_images(self, images: Any, seed: Any) -> Any:
@@ -158,6 +173,7 @@ class RobustAugment(Augmenter):
             severity=self.severity,
             num_ops=self.num_ops,
             ops=list(self.ops),
+            probability=self.probability,
             geometric=self.geometric,
             translation=self.translation,
             jit_compile=self.jit_compile,
