@@ -282,15 +282,19 @@ def test_bad_model_file_and_top_k(trained, cell_folder, tmp_path, capsys):
         (["clean", "no/such/cells.npz", "--out", "x"], "no such file or folder: 'no/such/cells.npz'"),
         (["train", "--recipe", "gpu-fast"], "invalid choice: 'gpu-fast'"),
         (["train", "--data", "sample", "--weights", "no/such.weights.h5"], "no such weights file"),
+        (["train", "--data", "no/such/cells", "--out", "x"], "no such file or folder: 'no/such/cells'"),
+        (["train", "--data", "sample", "--test-data", "no/such.npz", "--out", "x"], "'no/such.npz'"),
         (["evaluate", "no/such/model.keras", "sample"], "does not exist"),
         (["predict", "m.keras", "img.jpg", "--format", "xml"], "invalid choice: 'xml'"),
         (["export", "m.keras", "--format", "onnx", "--out", "x"], "invalid choice: 'onnx'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in _one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []  # no output folder left behind
 
 
 def test_system_failure_exits_1_with_one_line_before_the_work(tmp_path, capsys):

@@ -8,6 +8,7 @@ from typing import Any
 
 from bloodcell.cli._inputs import DATA_HELP, load_dataset
 from bloodcell.datasets import BloodCellDataset
+from bloodcell.datasets.source import require_source
 
 REPORT_CSV, GALLERY_PNG, CLEAN_NPZ = "outliers.csv", "outliers.png", "clean.npz"
 
@@ -56,6 +57,7 @@ def clean_dataset(
 
 
 def run(args: argparse.Namespace) -> int:
+    require_source(args.data)  # a mistyped path fails before the output folder is made
     Path(args.out).mkdir(parents=True, exist_ok=True)  # fail before the work, not after
     data = load_dataset(args.data, image_size=args.image_size)
     _, cleaned, paths = clean_dataset(data, args.out, per_reason=args.per_reason)

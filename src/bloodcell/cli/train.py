@@ -13,6 +13,7 @@ from bloodcell._io import atomic_write_text
 from bloodcell.cli import settings as settings_mod
 from bloodcell.cli._inputs import DATA_HELP, load_dataset
 from bloodcell.datasets import BloodCellDataset
+from bloodcell.datasets.source import require_source
 from bloodcell.errors import ConfigurationError
 
 RUN_FILES = (
@@ -217,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if settings.data is None:
         raise ConfigurationError(f"bloodcell train needs --data: {DATA_HELP}.")
+    for source in (settings.data, settings.val_data, settings.test_data):
+        if source is not None:
+            require_source(source)  # a mistyped path fails before the output folder is made
     Path(settings.out).mkdir(parents=True, exist_ok=True)  # fail before the work, not after
     data = load_dataset(settings.data, image_size=settings.config.input_shape[0], limit=settings.limit)
     train, val, test = make_splits(

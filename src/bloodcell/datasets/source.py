@@ -63,10 +63,9 @@ def load(
             data = load_sample()
         elif os.path.isdir(text):
             return load_folder(text, image_size=96 if image_size is None else image_size, verbose=verbose)
-        elif os.path.exists(text):
-            return load_npz(text, image_size=image_size, verbose=verbose)
         else:
-            raise DataFileNotFoundError(f"no such file or folder: {text!r}. Give {SOURCE_HELP}.")
+            require_source(text)
+            return load_npz(text, image_size=image_size, verbose=verbose)
     else:
         raise InvalidDtypeError(
             f"a dataset must be given as {SOURCE_HELP}, or a BloodCellDataset; got {type(source).__name__}."
@@ -74,3 +73,13 @@ def load(
     if image_size is not None and data.image_shape[0] != image_size:
         data = data.replace(images=resize_images(data.images, image_size, verbose=verbose))
     return data
+
+
+def require_source(source: str | os.PathLike[str]) -> None:
+    """Raise :class:`DataFileNotFoundError` unless ``source`` is ``"sample"`` or an existing path.
+
+    The command line calls it before making its output folder, so a mistyped path leaves nothing behind.
+    """
+    text = os.fspath(source)
+    if text != "sample" and not os.path.exists(text):
+        raise DataFileNotFoundError(f"no such file or folder: {text!r}. Give {SOURCE_HELP}.")
