@@ -20,7 +20,7 @@ Its package imports torchvision for two corruptions that the blood set does not 
 torchvision the adapter puts a placeholder module in its place that fails if called. Its motion
 blur calls numpy's removed binary ``fromstring``; the adapter hands it ``frombuffer`` instead.
 
-Usage (the full run takes about an hour of quiet CPU on 2 cores)::
+Usage (the full run, both recipes, takes about an hour and a half of quiet CPU on 2 cores)::
 
     python benchmarks/robustness.py --recipes cpu robust --budget-min 25
     python benchmarks/robustness.py --limit 200 --epochs 1 --severities 1 5   # a smoke test
