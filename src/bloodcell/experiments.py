@@ -138,7 +138,8 @@ class Config:
             isinstance(recalibration, bool) or not isinstance(recalibration, int) or recalibration < 1
         ):
             raise ConfigurationError(
-                f"Config.batchnorm_recalibration must be a positive number of batches or None, got {recalibration!r}."
+                "Config.batchnorm_recalibration must be a positive number of batches or None, "
+                f"got {recalibration!r}."
             )
         if self.stain_normalization not in (None, "macenko", "reinhard"):
             raise ConfigurationError(

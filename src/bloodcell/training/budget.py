@@ -37,7 +37,9 @@ class TimeBudget(keras.callbacks.Callback):
     Args:
         seconds: The time limit, in seconds.
         start: The moment the budget began, as a ``clock()`` reading (e.g. ``time.perf_counter()``
-            taken before data loading, so that set-up counts); default: when training begins.
+            taken before data loading, so that set-up counts); default: when training begins. The
+            same guard passed to a second ``fit`` (a ``fine_tune`` phase) keeps counting from
+            there: one budget for both phases.
         clock: The clock, seconds as a float (``time.perf_counter``; tests pass their own).
 
     Attributes:
