@@ -127,20 +127,14 @@ class Config:
             raise ConfigurationError(
                 "Give freeze (conv layers) or freeze_layers (layers of any kind), not both."
             )
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "batchnorm_recalibration"):
             value = getattr(self, name)
+            if value is None and name == "batchnorm_recalibration":
+                continue  # off
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"Config.{name} must be a positive integer, got {value!r}.")
         if not isinstance(self.fine_tune_epochs, int) or self.fine_tune_epochs < 0:
             raise ConfigurationError(f"Config.fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}.")
-        recalibration = self.batchnorm_recalibration
-        if recalibration is not None and (
-            isinstance(recalibration, bool) or not isinstance(recalibration, int) or recalibration < 1
-        ):
-            raise ConfigurationError(
-                "Config.batchnorm_recalibration must be a positive number of batches or None, "
-                f"got {recalibration!r}."
-            )
         if self.stain_normalization not in (None, "macenko", "reinhard"):
             raise ConfigurationError(
                 f"stain_normalization must be 'macenko', 'reinhard' or None, got {self.stain_normalization!r}."

@@ -138,9 +138,9 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
     Put it after ``keras.callbacks.SwapEMAWeights`` so that it sees the averaged weights that are
     validated. The statistics stay as they are after validation: training mode normalises with the
     batch statistics, so they change no gradient, and the moving average forgets them within a few
-    dozen batches. (The extra forward passes do advance the random state of dropout layers, so the
-    run is repeatable but not identical to one without the callback.) Checkpoints taken at the epoch's end therefore hold weights and statistics
-    that belong together. Does nothing for a model without a trainable BatchNorm layer (a frozen
+    dozen batches. Checkpoints taken at the epoch's end therefore hold weights and statistics that
+    belong together. (The extra forward passes do advance the random state of dropout layers, so
+    the run is repeatable but not identical to one without the callback.) Does nothing for a model without a trainable BatchNorm layer (a frozen
     backbone in the first phase of transfer learning).
 
     Args:
