@@ -6,15 +6,19 @@ For each backbone, the same classifier (random weights, 96×96 inputs, the seed 
 * **Trainer**: :class:`bloodcell.Trainer` with ``augment=bloodcell.augment.AugMix()``, i.e. the
   uint8 images gathered, augmented in ``tf.data`` and fed batch by batch.
 
-Both run in this process, one after the other, on the same real images. Images per second are
-measured over whole epochs after a warm-up epoch (the first epoch builds the graph), as the
-median over the timed epochs (robust to a burst of load from other processes). The ratio
-Trainer / baseline is the figure of merit (goal ≥ 0.95): augmentation must hide behind the model.
+Both run in this process on the same real images, in rounds: each round builds both models afresh
+and trains them one after the other, the baseline first in even rounds and the Trainer first in odd
+ones, so a slow spell of the machine or a process warming up does not favour one side. Images per
+second are measured over whole epochs after a warm-up epoch (the first epoch builds the graph), as
+the median over the timed epochs. The ratio Trainer / baseline is taken per round, and the figure of
+merit is its median over the rounds (goal ≥ 0.95): augmentation must hide behind the model. On a
+shared 2-core VM the speed of the same model moves by ±20 % between runs, so one round proves
+little; the spread of the per-round ratios is printed with the median.
 
 Usage::
 
-    python benchmarks/train_throughput.py                       # both backbones, 3 timed epochs
-    python benchmarks/train_throughput.py --backbones mobilenetv3small --images 512 --epochs 2
+    python benchmarks/train_throughput.py                       # both backbones, 5 rounds
+    python benchmarks/train_throughput.py --backbones mobilenetv3small --images 512 --epochs 2 --rounds 3
 
 Data: ``--data`` holds ``pbc96/train`` (default ``<repo>/../shared/data``); without it the bundled
 800-image sample is used.
@@ -46,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
-    p.add_argument("--order", choices=["baseline-first", "trainer-first"], default="baseline-first")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of both sides, alternating which goes first")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return p.parse_args(argv)
 
@@ -136,28 +140,47 @@ def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    if args.rounds < 1 or args.epochs < 1:
+        raise SystemExit(f"--rounds and --epochs must be at least 1, got {args.rounds} and {args.epochs}.")
     import keras
+    import numpy as np
 
     results = []
     for backbone in args.backbones:
         n = args.images or (640 if "v2s" in backbone.lower() else 2048)
         n -= n % args.batch_size  # whole batches: both sides see the same work
         data, source = images(args.data, n)
-        runs = [("baseline", baseline), ("trainer", with_trainer)]
-        if args.order == "trainer-first":
-            runs.reverse()
-        speed = {}
-        for label, fn in runs:
-            keras.backend.clear_session()
-            speed[label] = fn(backbone, data, args.batch_size, args.epochs)
+        speeds: dict[str, list[float]] = {"baseline": [], "trainer": []}
+        ratios = []
+        for round_ in range(args.rounds):
+            runs = [("baseline", baseline), ("trainer", with_trainer)]
+            if round_ % 2:
+                runs.reverse()
+            speed = {}
+            for label, fn in runs:
+                keras.backend.clear_session()
+                speed[label] = fn(backbone, data, args.batch_size, args.epochs)
+                speeds[label].append(round(speed[label], 1))
+            ratios.append(round(speed["trainer"] / speed["baseline"], 3))
+            print(
+                f"{backbone} round {round_ + 1}/{args.rounds}: baseline {speed['baseline']:.1f} img/s, "
+                f"Trainer + AugMix {speed['trainer']:.1f} img/s, ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
         row = {
             "backbone": backbone,
             "images_per_epoch": n,
             "batch_size": args.batch_size,
             "timed_epochs": args.epochs,
-            "baseline_img_s": round(speed["baseline"], 1),
-            "trainer_augmix_img_s": round(speed["trainer"], 1),
-            "ratio": round(speed["trainer"] / speed["baseline"], 3),
+            "rounds": args.rounds,
+            "baseline_img_s": round(float(np.median(speeds["baseline"])), 1),
+            "trainer_augmix_img_s": round(float(np.median(speeds["trainer"])), 1),
+            "ratio": round(float(np.median(ratios)), 3),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+            "round_ratios": ratios,
+            "round_baseline_img_s": speeds["baseline"],
+            "round_trainer_img_s": speeds["trainer"],
             "data": source,
             "load_1min": round(os.getloadavg()[0], 2),
         }
@@ -165,7 +188,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results.append(row)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        import bloodcell as bc
+
+        bc._io.atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
     return results
 
 
