@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
         "epochs_run": len(val_acc),
         "stopped_by_budget": guard.stopped,
         "seconds": round(train_seconds, 1),
+        "fit_seconds": round(fit_seconds, 1),
+        "plan_seconds": round(elapsed, 1),
         "best_epoch": best + 1,
         "best_val_accuracy": val_acc[best],
         "last_val_accuracy": val_acc[-1],
@@ -241,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
             "bn_seconds": round(bn_seconds, 1),
         },
         "epoch_seconds": [round(t, 1) for t in guard.epoch_seconds],
+        "epoch_ends": [round(t, 1) for t in guard.epoch_ends],  # since the budget's start
         "config": config.to_dict(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end",
         "command": "python benchmarks/accuracy_cpu.py " + " ".join(sys.argv[1:] if argv is None else argv),

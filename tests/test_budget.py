@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -50,11 +51,56 @@ def test_stops_before_the_epoch_that_would_overrun(cells):
 
 
 def test_runs_every_epoch_that_fits(cells):
-    # Epochs at readings 10–15, 20–25, 30–35: the next one would end at 20, 30, 40, all within 5 + 40.
-    guard = bc.training.TimeBudget(40, clock=StepClock(5.0))
+    # Epochs at readings 10–15, 20–25, 30–35, 5 s apart (the clock's reading between them): the
+    # next one and the 5 s after it would end at 20, 40 and 50, all within 5 + 45.
+    guard = bc.training.TimeBudget(45, clock=StepClock(5.0))
     history = _fit(guard, cells)
     assert not guard.stopped and len(history["loss"]) == 3
     assert guard.epoch_seconds == [5.0, 5.0, 5.0]
+    assert guard.epoch_ends == [10.0, 20.0, 30.0]  # since training began at 5
+
+
+class ManualClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Spend(keras.callbacks.Callback):
+    """Moves the clock by ``seconds`` at each epoch end: training before the guard, saving after it."""
+
+    def __init__(self, clock: ManualClock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.clock.now += self.seconds
+
+
+def test_time_spent_by_later_callbacks_between_epochs_counts(cells):
+    # Each epoch trains for 10 s, then a checkpoint after the guard takes 20 s. Epoch 1 ends at 10
+    # (its checkpoint to 30), epoch 2 at 40 (to 60). A third would end at 70 and its checkpoint at
+    # 90, past the limit of 85; counting the 10 s of training alone (40 + 10 = 50) would have let it
+    # run and overrun by 5 s.
+    clock = ManualClock()
+    guard = bc.training.TimeBudget(85, start=0.0, clock=clock)
+    train, val = cells
+    trainer = bc.Trainer(
+        tiny_classifier(),
+        batch_size=16,
+        early_stopping_patience=None,
+        reduce_lr_patience=None,
+        callbacks=[Spend(clock, 10.0), guard, Spend(clock, 20.0)],
+        verbose=0,
+    )
+    history = trainer.fit(train, val, epochs=5).history
+    assert guard.stopped and len(history["loss"]) == 2
+    assert guard.epoch_ends == [10.0, 40.0]
+    assert clock.now == 60.0 <= guard.seconds
 
 
 def test_a_budget_started_earlier_counts_the_time_before_training(cells):
