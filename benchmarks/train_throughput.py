@@ -10,10 +10,11 @@ Both run in this process on the same real images, in rounds: each round builds b
 and trains them one after the other, the baseline first in even rounds and the Trainer first in odd
 ones. Images per second are measured over whole epochs after a warm-up epoch (the first epoch
 builds the graph), as the median over the timed epochs, and the ratio Trainer / baseline is taken
-per round. On this 2-core VM whichever side runs second in a round tends to run faster, so the
-figure of merit (goal ≥ 0.95: augmentation must hide behind the model) is the order-balanced
-ratio: the geometric mean of the per-round ratios within each order, then of the two, which cancels
-an order effect that scales speeds. The per-round ratios and each order's mean are printed with it.
+per round. The figure of merit (goal ≥ 0.95: augmentation must hide behind the model) is the
+order-balanced ratio: the geometric mean of the per-round ratios within each order, then of the
+two, which cancels any effect of running first or second that scales speeds (one interrupted run
+here favoured the side that ran second; a full one showed none). The per-round ratios and each
+order's mean are printed with it: on this 2-core VM single rounds spread by ±10 %.
 
 Usage::
 
