@@ -7,8 +7,8 @@ For each backbone, the same classifier (random weights, 96×96 inputs, the seed 
   uint8 images gathered, augmented in ``tf.data`` and fed batch by batch.
 
 Both run in this process on the same real images, in rounds: each round builds both models afresh
-and trains them one after the other, the baseline first in even rounds and the Trainer first in odd
-ones. Images per second are measured over whole epochs after a warm-up epoch (the first epoch
+and trains them one after the other, the baseline first in rounds 1, 3, … and the Trainer first in
+rounds 2, 4, …. Images per second are measured over whole epochs after a warm-up epoch (the first epoch
 builds the graph), as the median over the timed epochs, and the ratio Trainer / baseline is taken
 per round. The figure of merit (goal ≥ 0.95: augmentation must hide behind the model) is the
 order-balanced ratio: the geometric mean of the per-round ratios within each order, then of the
@@ -147,7 +147,7 @@ def geometric_mean(values: list[float]) -> float:
 
 
 def order_balanced(ratios: list[float]) -> float:
-    """Geometric mean of the two orders' geometric means (rounds alternate, baseline first in even ones).
+    """Geometric mean of the two orders' geometric means (baseline first at list positions 0, 2, …).
 
     If running second makes a side faster by a factor f, baseline-first rounds read r·f and
     trainer-first rounds r/f; the balanced ratio gives r back.

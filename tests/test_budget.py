@@ -28,14 +28,15 @@ def cells():
     return data, data.subset(np.arange(0, len(data), 2))
 
 
-def _fit(guard, cells, epochs=3):
+def _fit(guard, cells, epochs=3, callbacks=None):
+    """Train a tiny model under ``guard``; ``callbacks`` replaces ``[guard]`` to place others around it."""
     train, val = cells
     trainer = bc.Trainer(
         tiny_classifier(),
         batch_size=16,
         early_stopping_patience=None,
         reduce_lr_patience=None,
-        callbacks=[guard],
+        callbacks=callbacks if callbacks is not None else [guard],
         verbose=0,
     )
     return trainer.fit(train, val, epochs=epochs).history
@@ -88,16 +89,7 @@ def test_time_spent_by_later_callbacks_between_epochs_counts(cells):
     # run and overrun by 5 s.
     clock = ManualClock()
     guard = bc.training.TimeBudget(85, start=0.0, clock=clock)
-    train, val = cells
-    trainer = bc.Trainer(
-        tiny_classifier(),
-        batch_size=16,
-        early_stopping_patience=None,
-        reduce_lr_patience=None,
-        callbacks=[Spend(clock, 10.0), guard, Spend(clock, 20.0)],
-        verbose=0,
-    )
-    history = trainer.fit(train, val, epochs=5).history
+    history = _fit(guard, cells, epochs=5, callbacks=[Spend(clock, 10.0), guard, Spend(clock, 20.0)])
     assert guard.stopped and len(history["loss"]) == 2
     assert guard.epoch_ends == [10.0, 40.0]
     assert clock.now == 60.0 <= guard.seconds
