@@ -16,10 +16,19 @@ two, which cancels any effect of running first or second that scales speeds (one
 here favoured the side that ran second; a full one showed none). The per-round ratios and each
 order's mean are printed with it: on this 2-core VM single rounds spread by ±10 %.
 
+With ``--interleave`` the two sides alternate epoch by epoch within a round instead of running one
+fit after the other: the baseline's epochs run from a callback at the Trainer's epoch boundaries
+(after each Trainer epoch in rounds 1, 3, …, before it in rounds 2, 4, …), so the two speeds compared
+are measured seconds apart rather than minutes, and the machine's drift (the baseline alone moved
+between 175 and 229 img/s from round to round here) falls mostly on both sides alike. An epoch's
+speed is then taken in the steady state, from the end of its ``--skip-steps``-th batch to its end,
+since the Trainer's pipeline keeps filling its prefetch buffer while the baseline's epoch runs.
+
 Usage::
 
     python benchmarks/train_throughput.py                       # both backbones, 4 rounds
     python benchmarks/train_throughput.py --backbones mobilenetv3small --images 512 --epochs 2 --rounds 2
+    python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --epochs 8 --rounds 4
 
 Data: ``--data`` holds ``pbc96/train`` (default ``<repo>/../shared/data``); without it the bundled
 800-image sample is used.
@@ -55,6 +64,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rounds", type=int, default=4, help="rounds of both sides, alternating which goes first (even, ≥ 2)"
     )
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="alternate single epochs of the two sides within each round (see the module docstring)",
+    )
+    p.add_argument(
+        "--skip-steps",
+        type=int,
+        default=8,
+        help="with --interleave, time each epoch from the end of this batch on (default: %(default)s)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return p.parse_args(argv)
 
@@ -77,21 +97,33 @@ def images(data_dir: Path, n: int):
 
 
 class EpochTimes:
-    def __new__(cls):
+    """A Keras callback recording each epoch's seconds, whole and from the end of batch ``skip`` on."""
+
+    def __new__(cls, skip: int = 0):
         import keras
 
         class _EpochTimes(keras.callbacks.Callback):
             def __init__(self) -> None:
                 super().__init__()
-                self.seconds: list[float] = []
+                self.seconds: list[float] = []  # whole epochs
+                self.steady: list[tuple[int, float]] = []  # (steps, seconds) after batch ``skip``
 
             def on_epoch_begin(self, epoch, logs=None):
                 self._t = time.perf_counter()
+                self._batch_ends: list[float] = []
 
             def on_epoch_end(self, epoch, logs=None):
                 self.seconds.append(time.perf_counter() - self._t)
+                if len(self._batch_ends) > skip > 0:
+                    ends = self._batch_ends
+                    self.steady.append((len(ends) - skip, ends[-1] - ends[skip - 1]))
 
-        return _EpochTimes()
+        class _StepTimes(_EpochTimes):
+            # Only when asked: a batch hook makes Keras call back into Python after every step.
+            def on_train_batch_end(self, batch, logs=None):
+                self._batch_ends.append(time.perf_counter())
+
+        return _StepTimes() if skip else _EpochTimes()
 
 
 def build(backbone: str, seed: int = 0):
@@ -142,6 +174,72 @@ def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
     return len(data) / float(np.median(timer.seconds[1:]))
 
 
+def interleaved(
+    backbone: str, data, batch_size: int, epochs: int, baseline_first: bool, skip: int
+) -> tuple[float, float]:
+    """Both sides in one round, alternating single epochs: (baseline img/s, Trainer img/s).
+
+    The baseline's epochs run inside the Trainer's fit, from a callback at its epoch boundaries,
+    each a one-epoch ``model.fit`` continuing the last (Keras keeps the compiled step between calls).
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import bloodcell as bc
+
+    plain = build(backbone)
+    plain.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    x = tf.constant(data.images.astype(np.float32))
+    y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
+    plain_timer, trainer_timer = EpochTimes(skip), EpochTimes(skip)
+    done = []
+
+    def baseline_epoch() -> None:
+        plain.fit(
+            x,
+            y,
+            batch_size=batch_size,
+            initial_epoch=len(done),
+            epochs=len(done) + 1,
+            shuffle=True,
+            callbacks=[plain_timer],
+            verbose=0,
+        )
+        done.append(True)
+
+    class Alternate(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if baseline_first:
+                baseline_epoch()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not baseline_first:
+                baseline_epoch()
+
+    # The timer sits inside Alternate's boundaries: the Trainer's epochs are timed without the baseline's.
+    trainer = bc.Trainer(
+        build(backbone),
+        augment=bc.augment.AugMix(),
+        batch_size=batch_size,
+        callbacks=[Alternate(), trainer_timer] if baseline_first else [trainer_timer, Alternate()],
+        early_stopping_patience=None,
+        reduce_lr_patience=None,
+        restore_best=False,
+        verbose=0,
+    )
+    trainer.fit(data, None, epochs=epochs + 1)
+
+    def speed(timer) -> float:  # median over the timed epochs (the first builds the graph)
+        return float(np.median([steps * batch_size / seconds for steps, seconds in timer.steady[1:]]))
+
+    return speed(plain_timer), speed(trainer_timer)
+
+
 def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
@@ -165,6 +263,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"--rounds must be even and at least 2 (each order equally often), --epochs at least 1; "
             f"got {args.rounds} and {args.epochs}."
         )
+    if args.skip_steps < 1:
+        raise SystemExit(f"--skip-steps must be at least 1, got {args.skip_steps}.")
     import keras
     import numpy as np
 
@@ -175,14 +275,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         data, source = images(args.data, n)
         speeds: dict[str, list[float]] = {"baseline": [], "trainer": []}
         ratios = []
+        steps = n // args.batch_size
+        if args.interleave and steps <= args.skip_steps:
+            raise SystemExit(
+                f"--interleave times each epoch after batch {args.skip_steps}, but an epoch has only "
+                f"{steps} batches; raise --images or lower --skip-steps."
+            )
         for round_ in range(args.rounds):
-            runs = [("baseline", baseline), ("trainer", with_trainer)]
-            if round_ % 2:
-                runs.reverse()
             speed = {}
-            for label, fn in runs:
+            if args.interleave:
                 keras.backend.clear_session()
-                speed[label] = fn(backbone, data, args.batch_size, args.epochs)
+                speed["baseline"], speed["trainer"] = interleaved(
+                    backbone, data, args.batch_size, args.epochs, round_ % 2 == 0, args.skip_steps
+                )
+            else:
+                runs = [("baseline", baseline), ("trainer", with_trainer)]
+                if round_ % 2:
+                    runs.reverse()
+                for label, fn in runs:
+                    keras.backend.clear_session()
+                    speed[label] = fn(backbone, data, args.batch_size, args.epochs)
+            for label in ("baseline", "trainer"):
                 speeds[label].append(round(speed[label], 1))
             ratios.append(round(speed["trainer"] / speed["baseline"], 3))
             print(
@@ -196,6 +309,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "batch_size": args.batch_size,
             "timed_epochs": args.epochs,
             "rounds": args.rounds,
+            "interleaved": args.interleave,
+            "skip_steps": args.skip_steps if args.interleave else None,
             "baseline_img_s": round(float(np.median(speeds["baseline"])), 1),
             "trainer_augmix_img_s": round(float(np.median(speeds["trainer"])), 1),
             "ratio": round(order_balanced(ratios), 3),
