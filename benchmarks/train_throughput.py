@@ -18,7 +18,7 @@ order's mean are printed with it: on this 2-core VM single rounds spread by ±10
 
 With ``--interleave`` the two sides alternate epoch by epoch within a round instead of running one
 fit after the other: the baseline's epochs run from a callback at the Trainer's epoch boundaries
-(after each Trainer epoch in rounds 1, 3, …, before it in rounds 2, 4, …), so the two speeds compared
+(before each Trainer epoch in rounds 1, 3, …, after it in rounds 2, 4, …), so the two speeds compared
 are measured seconds apart rather than minutes, and the machine's drift (the baseline alone moved
 between 175 and 229 img/s from round to round here) falls mostly on both sides alike. An epoch's
 speed is then taken in the steady state, from the end of its ``--skip-steps``-th batch to its end,
@@ -110,18 +110,24 @@ class EpochTimes:
 
             def on_epoch_begin(self, epoch, logs=None):
                 self._t = time.perf_counter()
-                self._batch_ends: list[float] = []
 
             def on_epoch_end(self, epoch, logs=None):
                 self.seconds.append(time.perf_counter() - self._t)
-                if len(self._batch_ends) > skip > 0:
-                    ends = self._batch_ends
-                    self.steady.append((len(ends) - skip, ends[-1] - ends[skip - 1]))
 
         class _StepTimes(_EpochTimes):
             # Only when asked: a batch hook makes Keras call back into Python after every step.
+            def on_epoch_begin(self, epoch, logs=None):
+                super().on_epoch_begin(epoch, logs)
+                self._batch_ends: list[float] = []
+
             def on_train_batch_end(self, batch, logs=None):
                 self._batch_ends.append(time.perf_counter())
+
+            def on_epoch_end(self, epoch, logs=None):
+                super().on_epoch_end(epoch, logs)
+                ends = self._batch_ends
+                if len(ends) > skip:
+                    self.steady.append((len(ends) - skip, ends[-1] - ends[skip - 1]))
 
         return _StepTimes() if skip else _EpochTimes()
 
@@ -135,7 +141,8 @@ def build(backbone: str, seed: int = 0):
     return bc.build_classifier(backbone, head="seed", weights=None, input_shape=(96, 96, 3))
 
 
-def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
+def plain_model(backbone: str, data):
+    """The baseline side: a compiled model and the images as float32 tensors already in memory."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -148,6 +155,29 @@ def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
     )
     x = tf.constant(data.images.astype(np.float32))  # in memory, already float
     y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
+    return model, x, y
+
+
+def augmix_trainer(backbone: str, batch_size: int, callbacks: list):
+    """The Trainer side: AugMix in the pipeline, no early stopping, LR reduction or best-weight restore."""
+    import bloodcell as bc
+
+    return bc.Trainer(
+        build(backbone),
+        augment=bc.augment.AugMix(),
+        batch_size=batch_size,
+        callbacks=callbacks,
+        early_stopping_patience=None,
+        reduce_lr_patience=None,
+        restore_best=False,
+        verbose=0,
+    )
+
+
+def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
+    import numpy as np
+
+    model, x, y = plain_model(backbone, data)
     timer = EpochTimes()
     model.fit(x, y, batch_size=batch_size, epochs=epochs + 1, shuffle=True, callbacks=[timer], verbose=0)
     return len(data) / float(np.median(timer.seconds[1:]))  # whole batches only (see main)
@@ -156,21 +186,8 @@ def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
 def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
     import numpy as np
 
-    import bloodcell as bc
-
-    model = build(backbone)
     timer = EpochTimes()
-    trainer = bc.Trainer(
-        model,
-        augment=bc.augment.AugMix(),
-        batch_size=batch_size,
-        callbacks=[timer],
-        early_stopping_patience=None,
-        reduce_lr_patience=None,
-        restore_best=False,
-        verbose=0,
-    )
-    trainer.fit(data, None, epochs=epochs + 1)
+    augmix_trainer(backbone, batch_size, [timer]).fit(data, None, epochs=epochs + 1)
     return len(data) / float(np.median(timer.seconds[1:]))
 
 
@@ -184,18 +201,8 @@ def interleaved(
     """
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    import bloodcell as bc
-
-    plain = build(backbone)
-    plain.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
-    x = tf.constant(data.images.astype(np.float32))
-    y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
+    plain, x, y = plain_model(backbone, data)
     plain_timer, trainer_timer = EpochTimes(skip), EpochTimes(skip)
     done = []
 
@@ -222,17 +229,8 @@ def interleaved(
                 baseline_epoch()
 
     # The timer sits inside Alternate's boundaries: the Trainer's epochs are timed without the baseline's.
-    trainer = bc.Trainer(
-        build(backbone),
-        augment=bc.augment.AugMix(),
-        batch_size=batch_size,
-        callbacks=[Alternate(), trainer_timer] if baseline_first else [trainer_timer, Alternate()],
-        early_stopping_patience=None,
-        reduce_lr_patience=None,
-        restore_best=False,
-        verbose=0,
-    )
-    trainer.fit(data, None, epochs=epochs + 1)
+    callbacks = [Alternate(), trainer_timer] if baseline_first else [trainer_timer, Alternate()]
+    augmix_trainer(backbone, batch_size, callbacks).fit(data, None, epochs=epochs + 1)
 
     def speed(timer) -> float:  # median over the timed epochs (the first builds the graph)
         return float(np.median([steps * batch_size / seconds for steps, seconds in timer.steady[1:]]))
