@@ -192,6 +192,11 @@ def main(argv: list[str] | None = None) -> dict | list:
     from train_throughput import images
 
     n = args.images - args.images % 32
+    if args.epochs < 1 or args.skip_steps < 1 or n // 32 <= args.skip_steps:
+        raise SystemExit(
+            f"Need --epochs >= 1 and --skip-steps >= 1 with more batches of 32 per epoch than skipped; "
+            f"got --epochs {args.epochs}, --skip-steps {args.skip_steps}, {n // 32} batches."
+        )
     data, source = images(args.data, n)
     print(f"data: {source}, {n} images", flush=True)
     if args.threads:
