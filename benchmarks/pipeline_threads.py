@@ -1,13 +1,14 @@
 """Does giving the input pipeline its own, lower-priority thread let AugMix hide behind the model?
 
 On the 2-core VM, MobileNetV3Small's training step keeps about 1.5–1.7 cores busy and AugMix costs
-about 0.8 ms of CPU per image (batch 32), so augmentation either fills the idle part of the cores
+about 0.8–0.9 ms of CPU per image (batch 32), so augmentation either fills the idle part of the cores
 or slows the model's steps. This script tries the two levers ``tf.data`` and Linux offer, each as
 a variant of the Trainer's pipeline (``to_tf_dataset(..., augment=AugMix())``, batch 32):
 
-* ``default``: the pipeline as the Trainer builds it;
+* ``default``: the pipeline built as the Trainer builds it (one-hot labels, whole batches);
 * ``private``: ``tf.data`` options ``private_threadpool_size=1`` and ``max_intra_op_parallelism=1``
-  (the pipeline's functions run on one thread of their own);
+  (the pipeline's functions run on one thread of their own; ``--threads`` shows that part of the
+  work still runs on TensorFlow's shared threads);
 * ``private-nice``: the same, and that thread lowered to nice 19 (Linux), so the kernel runs it
   only when a core is free of the model's threads.
 
