@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import threading
@@ -138,28 +137,18 @@ def threads_report(data, batches: int = 100) -> list[dict]:
 
 
 def training(data, epochs: int, skip: int) -> dict:
-    import keras
     import numpy as np
-    import tensorflow as tf
-    from train_throughput import EpochTimes, build
+    from train_throughput import EpochTimes, compiled_model, geometric_mean, plain_model
 
     batch_size = 32
     steps = len(data) // batch_size
-
-    def compiled():
-        model = build("mobilenetv3small")
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
-            loss=keras.losses.CategoricalCrossentropy(),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
-        return model
-
-    x = tf.constant(data.images.astype(np.float32))
-    y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
-    sides = {"raw": (compiled(), dict(x=x, y=y, batch_size=batch_size, shuffle=True))}
+    raw, x, y = plain_model("mobilenetv3small", data)
+    sides = {"raw": (raw, dict(x=x, y=y, batch_size=batch_size, shuffle=True))}
     for variant in VARIANTS:
-        sides[variant] = (compiled(), dict(x=pipeline(data, variant), steps_per_epoch=steps))
+        sides[variant] = (
+            compiled_model("mobilenetv3small"),
+            dict(x=pipeline(data, variant), steps_per_epoch=steps),
+        )
     speeds: dict[str, list[float]] = {name: [] for name in sides}
     for epoch in range(epochs + 1):
         names = list(sides) if epoch % 2 == 0 else list(sides)[::-1]
@@ -172,10 +161,10 @@ def training(data, epochs: int, skip: int) -> dict:
                 speeds[name].append(round(done * batch_size / seconds, 1))
         if epoch:
             print(f"epoch {epoch}: " + ", ".join(f"{n} {speeds[n][-1]}" for n in sides), flush=True)
-    ratios = {}
-    for variant in VARIANTS:
-        logs = [math.log(v / r) for v, r in zip(speeds[variant], speeds["raw"])]
-        ratios[variant] = round(math.exp(sum(logs) / len(logs)), 3)
+    ratios = {
+        variant: round(geometric_mean([v / r for v, r in zip(speeds[variant], speeds["raw"])]), 3)
+        for variant in VARIANTS
+    }
     return {
         "images_per_epoch": len(data),
         "timed_epochs": epochs,
@@ -190,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict | list:
     args = parse_args(argv)
     if not sys.platform.startswith("linux"):
         raise SystemExit("This benchmark reads /proc and sets per-thread nice values: Linux only.")
-    from train_throughput import images
+    from train_throughput import images, write_json
 
     n = args.images - args.images % 32
     if args.epochs < 1 or args.skip_steps < 1 or n // 32 <= args.skip_steps:
@@ -206,10 +195,7 @@ def main(argv: list[str] | None = None) -> dict | list:
         result = training(data, args.epochs, args.skip_steps)
         print(json.dumps(result), flush=True)
     if args.out:
-        import bloodcell as bc
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        bc._io.atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+        write_json(args.out, result)
     return result
 
 
