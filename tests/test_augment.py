@@ -136,6 +136,32 @@ def test_portable_path_equals_xla_path(cells):
     assert diff.mean() < 0.01 and diff.max() < 1.0  # float rounding (XLA fuses multiply-adds)
 
 
+def test_histogram_tables_are_the_same_inside_xla(cells):
+    # Outside XLA only the rows whose step reads a histogram compute it; inside, every row does.
+    aug = AugMix(all_ops=True, jit_compile=False)
+    plan = aug.sample_plan(16, tf.constant([3, 4], tf.int64))
+    reads = [aug.op_names.index(name) for name in ("autocontrast", "equalize", "contrast")]
+    assert np.isin(plan.ops.numpy()[..., 1:], reads).sum() >= 5  # later steps read pushed histograms
+    hist = ops._histograms(ops._levels(tf.constant(cells)))
+    compact = tf.function(aug._tables, autograph=False)(hist, plan.ops, plan.levels).numpy()
+    static = tf.function(aug._tables, jit_compile=True, autograph=False)(hist, plan.ops, plan.levels).numpy()
+    # XLA fuses autocontrast's float64 multiply-add, so a level can land one below or above.
+    assert np.abs(compact.astype(int) - static.astype(int)).max() <= 1
+    assert np.mean(compact != static) < 0.001
+
+
+def test_augmix_plan_applies_inside_an_xla_program(cells):
+    # Inside XLA (e.g. a train step compiled with jit_compile=True) shapes cannot depend on the data.
+    # The plan is drawn outside: XLA has no kernel for the Gamma draws of the mixing weights.
+    aug = AugMix(all_ops=True)
+    plan = aug.sample_plan(16, tf.constant([5, 6], tf.int64))
+    inside = tf.function(lambda x: aug.apply_plan(x, plan), jit_compile=True, autograph=False)
+    ours = inside(tf.constant(cells, tf.float32)).numpy()
+    ref = aug.apply_plan(tf.constant(cells, tf.float32), plan).numpy()
+    diff = np.abs(ours - ref)
+    assert diff.mean() < 0.01 and diff.max() < 1.0  # float rounding (XLA fuses multiply-adds)
+
+
 def test_all_ops_adds_the_enhance_ops(cells):
     aug = AugMix(all_ops=True, width=1, depth=1, jit_compile=False)
     assert aug.op_names[-4:] == ("color", "contrast", "brightness", "sharpness")

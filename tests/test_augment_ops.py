@@ -177,6 +177,24 @@ def test_xla_and_portable_resamplers_agree(cells):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=0.01)  # float rounding only
 
 
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_packed_windows_hold_the_bytes_of_the_plain_windows(cells, jit_compile):
+    # AugMix reads each 2×2 neighbourhood as two 64-bit words of packed RGB pixels; they must hold
+    # exactly the bytes that the general resampler gathers, under any map and fill.
+    rng = np.random.default_rng(0)
+    t = np.tile(np.array([1, 0, 0, 0, 1, 0], np.float32), (len(cells), 1))
+    t += rng.normal(0, [0.3, 0.3, 20, 0.3, 0.3, 20], t.shape).astype(np.float32)
+    run = lambda f: tf.function(f, jit_compile=jit_compile, autograph=False)  # noqa: E731
+    for fill_mode in ("reflect", "constant"):
+        padded = ops._pad_for_fill(tf.constant(cells), fill_mode, 7)
+        pairs = run(lambda p: ops._pixel_pairs(ops._pack_pixels(p)))(padded)
+        packed = run(lambda q, t, f=fill_mode: ops._pair_windows(q, t, "bilinear", f, jit_compile))(pairs, t)
+        plain = run(lambda p, t, f=fill_mode: ops._windows(p, t, "bilinear", f, jit_compile))(padded, t)
+        as_bytes = ops._window_bytes(packed).numpy()
+        np.testing.assert_array_equal(as_bytes[..., [0, 1, 2, 4, 5, 6]], plain.numpy())
+        assert not as_bytes[..., [3, 7]].any()  # the spare byte of each pixel's word stays empty
+
+
 def test_ops_run_inside_a_traced_function(cells):
     @tf.function
     def chain(x):

@@ -13,8 +13,12 @@ levels and its geometric operations are affine maps. A chain is therefore comput
 composed table and *one* resampling: the tables are built on 256-bin histograms (equalize and
 autocontrast read the histogram the earlier operations left, computed by pushing the histogram
 through the earlier tables, never touching the pixels), and the affine maps multiply into one.
-The pixels are touched three times per chain (table, resampling, mix) whatever the depth, and the
-pixel work runs as one XLA program.
+The pixels are touched three times per chain (table, resampling, mix) whatever the depth, in a
+few small XLA programs. The table writes each pixel packed into one 32-bit word beside its right
+neighbour's, so the resampling gathers a 2×2 neighbourhood as two 64-bit words; and the
+histogram-based tables are computed only for the chains whose step needs one. Together these
+cut AugMix's CPU time in a ``tf.data`` pipeline by about a quarter against byte-by-byte gathers
+and tables for every chain (``benchmarks/RESULTS.md``).
 
 The price of that speed, stated plainly: inside a chain the colour operations are applied before
 the geometric ones, each kind in its drawn order, and consecutive geometric operations are
@@ -95,6 +99,16 @@ def _select(op_ids: Any, candidates: dict[int, Any], default: Any) -> Any:
     for index, value in candidates.items():
         out = tf.where(tf.equal(op_ids, index), value, out)
     return out
+
+
+def _in_xla_context() -> bool:
+    """Whether the graph being traced will be compiled by XLA (which needs static shapes)."""
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # a TensorFlow without these internals: assume XLA, the safe choice
+        return True
+    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
 
 
 def _matrix(a: Any, b: Any, c: Any, d: Any, e: Any, f: Any) -> Any:
@@ -208,50 +222,80 @@ class AugMix(Augmenter):
     def _tables(self, hist: Any, ops: Any, levels: Any) -> Any:
         """Compose each chain's colour operations into one table per channel: (N, width, 3, 256).
 
-        ``hist`` (N, width, 3, 256) is the chain's histogram; after each step it is pushed through
-        that step's table, so equalize and autocontrast see what the earlier steps made. The work
-        runs on flat (rows, 256) arrays, one row per image, chain and channel.
+        ``hist`` (N, 3, 256) holds the images' histograms. The work runs on flat (rows, 256)
+        tables, one row per image, chain and channel, starting from the identity. Posterize,
+        solarize and brightness depend on the level alone, so they act on the table's entries
+        directly. Equalize, autocontrast and contrast read the histogram that the earlier steps
+        of their chain left (the image's, pushed through the table so far); that histogram and
+        its table are computed only for the rows whose step needs one (about one in five),
+        except inside an XLA program, which needs static shapes, where every row computes them.
         """
-        shape = tf.shape(hist)
-        hist = tf.reshape(hist, [-1, 256])
-        n_rows = tf.shape(hist)[0]
-        row_offsets = tf.range(n_rows)[:, None] * 256
+        n, k = tf.shape(ops)[0], self.width
+        n_rows = n * k * 3
+        image_hist = tf.reshape(hist, [-1, 256])  # row: image·3 + channel
+        source = tf.reshape(
+            tf.broadcast_to(tf.reshape(tf.range(n * 3), [-1, 1, 3]), tf.stack([n, k, 3])), [-1]
+        )
         per_row = lambda v: tf.reshape(tf.repeat(tf.reshape(v, [-1]), 3), [-1, 1])  # noqa: E731 - (N, width) → rows
-        identity = tf.broadcast_to(tf.range(256, dtype=tf.int32)[None, :], tf.shape(hist))
-        table = identity
-        steps = ops.shape[-1]
-        for step in range(steps):
+        offsets = lambda count: tf.range(count)[:, None] * 256  # noqa: E731 - row starts in a flat array
+        reads_histogram = [
+            self._op(name) for name in ("autocontrast", "equalize", "contrast") if name in self.op_names
+        ]
+        compact = not _in_xla_context()
+        table = tf.broadcast_to(tf.range(256, dtype=tf.int32)[None, :], tf.stack([n_rows, 256]))
+        for step in range(ops.shape[-1]):
             op = per_row(ops[:, :, step])
             level = per_row(levels[:, :, step])
             candidates = {
-                self._op("autocontrast"): _ops._autocontrast_lut(hist),
-                self._op("equalize"): _ops._equalize_lut(hist),
-                self._op("posterize"): _ops._posterize_lut(4 - tf.cast(level * 4.0 / 10.0, tf.int32)),
-                self._op("solarize"): _ops._solarize_lut(256 - tf.cast(level * 256.0 / 10.0, tf.int32)),
+                self._op("posterize"): _ops._posterize_lut(4 - tf.cast(level * 4.0 / 10.0, tf.int32), table),
+                self._op("solarize"): _ops._solarize_lut(
+                    256 - tf.cast(level * 256.0 / 10.0, tf.int32), table
+                ),
             }
             if self.all_ops:
-                factor = level * 1.8 / 10.0 + 0.1
-                counts = tf.cast(tf.reshape(hist, [-1, 3, 256]), tf.float32)
-                channel_mean = tf.reduce_sum(counts * tf.range(256, dtype=tf.float32), -1) / tf.maximum(
-                    tf.reduce_sum(counts, -1), 1.0
-                )
-                luma = tf.constant(_ops._LUMA, tf.float32) / 65536.0
-                grey_mean = tf.floor(
-                    tf.reduce_sum(channel_mean * luma, -1, keepdims=True) + 0.5
-                )  # (N·width, 1)
-                candidates[self._op("brightness")] = _ops._blend_lut(0.0, factor)
-                candidates[self._op("contrast")] = _ops._blend_lut(
-                    tf.reshape(tf.repeat(grey_mean, 3), [-1, 1]), factor
-                )
-            step_table = _select(op, candidates, identity)
-            table = tf.gather(tf.reshape(step_table, [-1]), table + row_offsets)
-            if step + 1 < steps:
-                # The histogram after this step: every level's count moves to its new level.
+                candidates[self._op("brightness")] = _ops._blend_lut(0.0, level * 1.8 / 10.0 + 0.1, table)
+            stepped = _select(op, candidates, table)
+            reads = tf.reduce_any(tf.equal(op, reads_histogram), -1)
+            if compact:
+                # Rows in order, so a chain's three channel rows stay together (contrast reads all three).
+                rows = tf.where(reads)[:, 0]
+                r_op, r_level, r_source, before = (tf.gather(v, rows) for v in (op, level, source, table))
+            else:
+                r_op, r_level, r_source, before = op, level, source, table
+            counts = tf.gather(image_hist, r_source)
+            m = tf.shape(counts)[0]
+            if step > 0:
+                # Every level's count moves to the level the chain's table so far sends it to.
                 moved = tf.math.unsorted_segment_sum(
-                    tf.reshape(hist, [-1]), tf.reshape(step_table + row_offsets, [-1]), n_rows * 256
+                    tf.reshape(counts, [-1]), tf.reshape(before + offsets(m), [-1]), m * 256
                 )
-                hist = tf.reshape(moved, [-1, 256])
-        return tf.reshape(table, shape)
+                counts = tf.reshape(moved, [-1, 256])
+            luts = self._histogram_tables(counts, r_op, r_level)
+            read = tf.gather(tf.reshape(luts, [-1]), before + offsets(m))
+            if compact:
+                table = tf.tensor_scatter_nd_update(stepped, rows[:, None], read)
+            else:
+                table = tf.where(reads[:, None], read, stepped)
+        return tf.reshape(table, tf.stack([n, k, 3, 256]))
+
+    def _histogram_tables(self, counts: Any, op: Any, level: Any) -> Any:
+        """The tables (rows, 256) of the steps that read their histogram ``counts``; identity elsewhere."""
+        candidates = {
+            self._op("autocontrast"): _ops._autocontrast_lut(counts),
+            self._op("equalize"): _ops._equalize_lut(counts),
+        }
+        if self.all_ops:
+            # ImageEnhance.Contrast blends with the mean of the chain's grey image: its three rows.
+            counts3 = tf.cast(tf.reshape(counts, [-1, 3, 256]), tf.float32)
+            channel_mean = tf.reduce_sum(counts3 * tf.range(256, dtype=tf.float32), -1) / tf.maximum(
+                tf.reduce_sum(counts3, -1), 1.0
+            )
+            luma = tf.constant(_ops._LUMA, tf.float32) / 65536.0
+            grey_mean = tf.floor(tf.reduce_sum(channel_mean * luma, -1, keepdims=True) + 0.5)
+            candidates[self._op("contrast")] = _ops._blend_lut(
+                tf.reshape(tf.repeat(grey_mean, 3), [-1, 1]), level * 1.8 / 10.0 + 0.1
+            )
+        return _select(op, candidates, tf.range(256, dtype=tf.int32)[None, :])
 
     def _affine(self, ops: Any, levels: Any, signs: Any, height: Any, width: Any) -> Any:
         """Compose each chain's geometric operations into one output→input map: (N, width, 6)."""
@@ -288,7 +332,7 @@ class AugMix(Augmenter):
         return tf.reduce_prod(tf.where(tf.equal(ops, self._op(name)), factor, 1.0), axis=-1)
 
     # -- the pixel work -------------------------------------------------------------------------
-    # Six small XLA programs rather than one: XLA fuses gathers into their consumers and then
+    # Several small XLA programs rather than one: XLA fuses gathers into their consumers and then
     # recomputes them per neighbour and channel, which makes a single program about 2.5 times
     # slower on a CPU. Each stage below is one tight loop over its output.
     def _levels_and_histograms(self, images: Any) -> tuple[Any, Any]:
@@ -308,20 +352,25 @@ class AugMix(Augmenter):
         self, hist: Any, ops: Any, levels: Any, signs: Any, height: int, width: int
     ) -> tuple[Any, Any]:
         """Each chain's table (N, width, 3, 257; entry 256 is the fill) and affine map (N·width, 6)."""
-        k = self.width
-        tables = self._tables(tf.tile(hist[:, None], [1, k, 1, 1]), ops, levels)
+        tables = self._tables(hist, ops, levels)
         fill = tf.cast(tf.round(tf.clip_by_value(self.fill_value, 0.0, 255.0)), tf.int32)
         tables = tf.concat([tables, tf.fill(tf.concat([tf.shape(tables)[:-1], [1]], 0), fill)], axis=-1)
         transforms = self._affine(ops, levels, signs, height, width)
         return tf.cast(tables, tf.uint8), tf.reshape(transforms, [-1, 6])
 
     def _tone(self, padded_levels: Any, tables: Any) -> Any:
-        """Every chain's table applied to its image's padded levels: uint8 (N·width, H+3, W+3, 3)."""
+        """Every chain's table applied to its image's padded levels, as pixel pairs (see
+        :func:`~bloodcell.augment.ops._pixel_pairs`): int64 (N·width, H+3, W+2).
+
+        Each channel's table holds its level already shifted into place in the pixel's word, so
+        the three lookups add up to the packed pixel.
+        """
         n, k = tf.shape(tables)[0], self.width
+        shifted = tf.bitwise.left_shift(tf.cast(tables, tf.int32), tf.constant([[0], [8], [16]]))
         rows = tf.reshape(tf.range(n * k * 3) * 257, tf.stack([n, k, 1, 1, 3]))
-        toned = tf.gather(tf.reshape(tables, [-1]), padded_levels[:, None] + rows)
+        words = tf.reduce_sum(tf.gather(tf.reshape(shifted, [-1]), padded_levels[:, None] + rows), -1)
         shape = tf.shape(padded_levels)
-        return tf.reshape(toned, tf.stack([n * k, shape[1], shape[2], 3]))
+        return _ops._pixel_pairs(tf.reshape(words, tf.stack([n * k, shape[1], shape[2]])))
 
     # all_ops: colour (saturation) and sharpness act after the tables, before the resampling.
     # Three programs (tables, colour, sharpness): fused into one, XLA's CPU code is ten times slower.
@@ -342,7 +391,7 @@ class AugMix(Augmenter):
         return grey + saturation * (pixels - grey)
 
     def _sharpen(self, pixels: Any, ops: Any, op_levels: Any, height: int, width: int) -> Any:
-        """ImageEnhance.Sharpness per chain, then the fill padding: uint8 (N·width, H+3, W+3, 3)."""
+        """ImageEnhance.Sharpness per chain, then the fill padding, as pixel pairs: int64 (N·width, H+3, W+2)."""
         sharp = tf.reshape(self._enhance_factors(ops, op_levels, "sharpness"), [-1, 1, 1])
         plane = tf.reshape(pixels, tf.stack([-1, height, width * 3]))
         smooth = _ops._smooth_plane(plane, 3)
@@ -351,7 +400,8 @@ class AugMix(Augmenter):
         border = tf.pad(tf.zeros([height - 2, (width - 2) * 3]), [[1, 1], [3, 3]], constant_values=1.0)
         plane = tf.round(tf.clip_by_value(border * plane + (1.0 - border) * blended, 0.0, 255.0))
         toned = tf.cast(tf.reshape(plane, tf.stack([-1, height, width, 3])), tf.uint8)
-        return _ops._pad_for_fill(toned, self.fill_mode, self.fill_value)
+        padded = _ops._pad_for_fill(toned, self.fill_mode, self.fill_value)
+        return _ops._pixel_pairs(_ops._pack_pixels(padded))
 
     def _interpolate_and_mix(
         self, images: Any, windows: Any, transforms: Any, chain_weights: Any, mix_weight: Any
@@ -363,7 +413,7 @@ class AugMix(Augmenter):
         """
         n = tf.shape(images)[0]
         h, w, k = images.shape[1], images.shape[2], self.width
-        chains = _ops._interpolate(windows, transforms, h, w, self.interpolation, self.fill_mode)
+        chains = _ops._interpolate(windows, transforms, h, w, self.interpolation, self.fill_mode, packed=True)
         chains = tf.reshape(chains, tf.stack([n, k, h * w, 3]))
         m = mix_weight[:, None, None]
         out = (1.0 - m) * tf.reshape(tf.cast(images, tf.float32), tf.stack([n, h * w, 3]))
@@ -393,7 +443,7 @@ class AugMix(Augmenter):
                 "colour": jit(self._colour),
                 "sharpen": jit(self._sharpen),
                 "windows": jit(
-                    lambda padded, t: _ops._windows(padded, t, interpolation, fill_mode, xla_gather)
+                    lambda pairs, t: _ops._pair_windows(pairs, t, interpolation, fill_mode, xla_gather)
                 ),
                 "mix": jit(self._interpolate_and_mix),
             }
@@ -432,7 +482,7 @@ class AugMix(Augmenter):
         toned = k["tone"](padded, tables)
         if self.all_ops:
             toned = k["sharpen"](k["colour"](toned, ops, levels), ops, levels, h, w)
-        windows = k["windows"](toned, transforms)
+        windows = _ops._window_bytes(k["windows"](toned, transforms))
         out = k["mix"](x, windows, transforms, chain_weights, mix_weight)
         return _restore_dtype(out, x.dtype)
 
