@@ -1,9 +1,11 @@
 """Benchmark: AugMix throughput in a ``tf.data`` pipeline, bloodcell against Keras and imgaug.
 
 Every method runs in the same ``bc.datasets.to_tf_dataset`` pipeline over the same real 96×96
-PBC images in batches of 64 (repeat, no shuffle), in the same process, interleaved round by round
-so that a change of machine load hits all of them alike. Each measurement times ``--batches``
-batches after ``--warmup`` batches (which include XLA compilation and graph tracing).
+PBC images in batches of ``--batch-size`` (64; repeat, no shuffle), in the same process, interleaved
+round by round so that a change of machine load hits all of them alike. Each measurement times
+``--batches`` batches after ``--warmup`` batches (which include XLA compilation and graph tracing):
+images per second, and the process's CPU time per image (all threads: what augmentation takes
+from a model training on the same cores).
 
 Methods:
   none                 the pipeline without augmentation (its own cost)
@@ -21,6 +23,7 @@ Methods:
 
 Usage:
     python benchmarks/augment.py [--data PATH] [--split val] [--batches 20] [--rounds 3] [--stages]
+                                 [--batch-size 64] [--out results.json]
 
 ``--data`` defaults to ``<repo>/../shared/data``; it must hold ``pbc96/<split>`` (the PBC dataset
 of Acevedo et al. 2020 at 96×96: https://data.mendeley.com/datasets/snkd93bnjr/1, prepared as
@@ -30,6 +33,7 @@ described in the README of that folder).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -41,7 +45,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BATCH = 64
 
 
 def imgaug_augmix(severity: int = 3, width: int = 3, alpha: float = 1.0):  # noqa: ANN201
@@ -111,35 +114,42 @@ def make(method: str):  # noqa: ANN201
     raise ValueError(method)
 
 
-def measure(data, augment, warmup: int, batches: int) -> float:  # noqa: ANN001
-    """Images per second over ``batches`` batches after ``warmup`` batches."""
+def measure(data, augment, batch_size: int, warmup: int, batches: int) -> tuple[float, float]:  # noqa: ANN001
+    """Images per second and CPU milliseconds per image over ``batches`` batches after ``warmup``."""
     import bloodcell as bc
 
-    ds = bc.datasets.to_tf_dataset(data, BATCH, augment=augment, seed=0, repeat=True, drop_remainder=True)
+    ds = bc.datasets.to_tf_dataset(
+        data, batch_size, augment=augment, seed=0, repeat=True, drop_remainder=True
+    )
     it = iter(ds)
     for _ in range(warmup):
         next(it)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(it)
-    return batches * BATCH / (time.perf_counter() - start)
+    images = batches * batch_size
+    return images / (time.perf_counter() - start), (time.process_time() - cpu) * 1000 / images
 
 
-def stage_times(data, repeats: int = 5) -> dict[str, float]:  # noqa: ANN001
-    """Milliseconds per batch of 64 for each compiled stage of bloodcell's AugMix, called directly."""
+def stage_times(data, batch_size: int, repeats: int = 5) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+    """(wall, CPU) milliseconds per batch for each compiled stage of bloodcell's AugMix, called directly.
+
+    Wall: best of ``repeats`` calls; CPU: the mean over them.
+    """
     import tensorflow as tf
 
     import bloodcell as bc
+    from bloodcell.augment import ops
 
     aug = bc.augment.AugMix()
-    x = tf.constant(data.images[:BATCH], tf.float32)
-    plan = aug.sample_plan(BATCH, tf.constant([1, 2], tf.int64))
+    x = tf.constant(data.images[:batch_size], tf.float32)
+    plan = aug.sample_plan(batch_size, tf.constant([1, 2], tf.int64))
     k = aug._kernels()
     steps = {}
     padded, hist = k["levels"](x)
     tables, transforms = k["maps"](hist, plan.ops, plan.levels, plan.signs, 96, 96)
     toned = k["tone"](padded, tables)
-    windows = k["windows"](toned, transforms)
+    windows = ops._window_bytes(k["windows"](toned, transforms))
     steps["levels + histograms"] = lambda: k["levels"](x)
     steps["tables + affine maps"] = lambda: k["maps"](hist, plan.ops, plan.levels, plan.signs, 96, 96)
     steps["tables applied"] = lambda: k["tone"](padded, tables)
@@ -151,12 +161,12 @@ def stage_times(data, repeats: int = 5) -> dict[str, float]:  # noqa: ANN001
     out = {}
     for name, fn in steps.items():
         fn()
-        best = float("inf")
+        best, cpu = float("inf"), time.process_time()
         for _ in range(repeats):
             start = time.perf_counter()
-            fn()
+            tf.nest.map_structure(lambda t: t.numpy(), fn())
             best = min(best, time.perf_counter() - start)
-        out[name] = best * 1000
+        out[name] = (best * 1000, (time.process_time() - cpu) * 1000 / repeats)
     return out
 
 
@@ -167,12 +177,14 @@ def main() -> None:
         "--split", default="val", help="pbc96 split to read (val: 1,743 images; train: 11,919)"
     )
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--methods", default="none,bloodcell,keras,bloodcell-all,keras-all,imgaug", help="comma-separated"
     )
     parser.add_argument("--stages", action="store_true", help="also time each stage of bloodcell's AugMix")
+    parser.add_argument("--out", type=Path, default=None, help="write the measurements as JSON here")
     args = parser.parse_args()
     root = args.data / "pbc96" / args.split
     if not root.is_dir():
@@ -185,32 +197,42 @@ def main() -> None:
     import bloodcell as bc
 
     data = bc.datasets.load_folder(root, image_size=96)
+    batch = args.batch_size
+    results: dict = {"batch_size": batch, "stages": {}, "methods": {}}
     if args.stages:
-        print(f"AugMix stages, best of 5, one batch of {BATCH} (load {os.getloadavg()[0]:.2f}):")
-        for name, ms in stage_times(data).items():
-            print(f"  {name:<26} {ms:7.1f} ms")
+        print(
+            f"AugMix stages, one batch of {batch} (load {os.getloadavg()[0]:.2f}): wall (best of 5), CPU (mean)"
+        )
+        for name, (wall, cpu) in stage_times(data, batch).items():
+            print(f"  {name:<26} {wall:7.1f} ms  {cpu:7.1f} ms CPU")
+            results["stages"][name] = {"wall_ms": wall, "cpu_ms": cpu}
     methods = args.methods.split(",")
     augmenters = {m: make(m) for m in methods}
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, TensorFlow {tf.__version__}"
     )
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; data: {root} ({len(data)} images, batches of {BATCH})")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; data: {root} ({len(data)} images, batches of {batch})")
     rates: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
     for r in range(args.rounds):
         load = os.getloadavg()[0]
         for m in methods:
-            rates[m].append(measure(data, augmenters[m], args.warmup, args.batches))
+            rate, cpu_ms = measure(data, augmenters[m], batch, args.warmup, args.batches)
+            rates[m].append(rate)
+            cpu[m].append(cpu_ms)
         print(
             f"round {r + 1}: load {load:.2f} → "
-            + ", ".join(f"{m} {rates[m][-1]:.0f}" for m in methods)
-            + " img/s"
+            + ", ".join(f"{m} {rates[m][-1]:.0f} img/s ({cpu[m][-1]:.2f} ms CPU/img)" for m in methods)
         )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    print("\nmethod          best img/s  median img/s  ms/image (median)")
+    print("\nmethod          best img/s  median img/s  ms/image (median)  CPU ms/image (median)")
     for m in methods:
         med = statistics.median(rates[m])
-        print(f"{m:<15} {max(rates[m]):>10.0f} {med:>13.0f} {1000 / med:>18.3f}")
+        print(
+            f"{m:<15} {max(rates[m]):>10.0f} {med:>13.0f} {1000 / med:>18.3f} {statistics.median(cpu[m]):>22.3f}"
+        )
+        results["methods"][m] = {"img_per_s": rates[m], "cpu_ms_per_image": cpu[m]}
     for ours, theirs in (("bloodcell", "keras"), ("bloodcell-all", "keras-all"), ("bloodcell", "imgaug")):
         if ours in rates and theirs in rates:
             per_round = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
@@ -218,6 +240,9 @@ def main() -> None:
                 f"{ours} / {theirs}: median ratio {statistics.median(per_round):.1f}x "
                 f"(per round: {', '.join(f'{x:.1f}' for x in per_round)})"
             )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        bc._io.atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ Data: ``--data`` holds ``pbc96/train`` (default ``<repo>/../shared/data``); with
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import math
 import os
@@ -45,7 +47,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+if importlib.util.find_spec("bloodcell") is None:  # run from a clone without installing
+    sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -74,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=8,
         help="with --interleave, time each epoch from the end of this batch on (default: %(default)s)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=("augmix", "none"),
+        default="augmix",
+        help="the Trainer's augmentation; none measures the Trainer's own pipeline (default: %(default)s)",
     )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return p.parse_args(argv)
@@ -165,13 +174,16 @@ def plain_model(backbone: str, data):
     return model, x, y
 
 
-def augmix_trainer(backbone: str, batch_size: int, callbacks: list):
-    """The Trainer side: AugMix in the pipeline, no early stopping, LR reduction or best-weight restore."""
+def augmix_trainer(backbone: str, batch_size: int, callbacks: list, augment: str = "augmix"):
+    """The Trainer side: AugMix in the pipeline, no early stopping, LR reduction or best-weight restore.
+
+    ``augment="none"`` leaves AugMix out: the Trainer's own pipeline against raw ``fit``.
+    """
     import bloodcell as bc
 
     return bc.Trainer(
         build(backbone),
-        augment=bc.augment.AugMix(),
+        augment=bc.augment.AugMix() if augment == "augmix" else None,
         batch_size=batch_size,
         callbacks=callbacks,
         early_stopping_patience=None,
@@ -190,16 +202,22 @@ def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
     return len(data) / float(np.median(timer.seconds[1:]))  # whole batches only (see main)
 
 
-def with_trainer(backbone: str, data, batch_size: int, epochs: int) -> float:
+def with_trainer(backbone: str, data, batch_size: int, epochs: int, augment: str = "augmix") -> float:
     import numpy as np
 
     timer = EpochTimes()
-    augmix_trainer(backbone, batch_size, [timer]).fit(data, None, epochs=epochs + 1)
+    augmix_trainer(backbone, batch_size, [timer], augment).fit(data, None, epochs=epochs + 1)
     return len(data) / float(np.median(timer.seconds[1:]))
 
 
 def interleaved(
-    backbone: str, data, batch_size: int, epochs: int, baseline_first: bool, skip: int
+    backbone: str,
+    data,
+    batch_size: int,
+    epochs: int,
+    baseline_first: bool,
+    skip: int,
+    augment: str = "augmix",
 ) -> tuple[float, float]:
     """Both sides in one round, alternating single epochs: (baseline img/s, Trainer img/s).
 
@@ -237,7 +255,7 @@ def interleaved(
 
     # The timer sits inside Alternate's boundaries: the Trainer's epochs are timed without the baseline's.
     callbacks = [Alternate(), trainer_timer] if baseline_first else [trainer_timer, Alternate()]
-    augmix_trainer(backbone, batch_size, callbacks).fit(data, None, epochs=epochs + 1)
+    augmix_trainer(backbone, batch_size, callbacks, augment).fit(data, None, epochs=epochs + 1)
 
     def speed(timer) -> float:  # median over the timed epochs (the first builds the graph)
         return float(np.median([steps * batch_size / seconds for steps, seconds in timer.steady[1:]]))
@@ -273,6 +291,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import keras
     import numpy as np
 
+    import bloodcell as bc
+
     results = []
     for backbone in args.backbones:
         n = args.images or (640 if "v2s" in backbone.lower() else 2048)
@@ -291,10 +311,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if args.interleave:
                 keras.backend.clear_session()
                 speed["baseline"], speed["trainer"] = interleaved(
-                    backbone, data, args.batch_size, args.epochs, round_ % 2 == 0, args.skip_steps
+                    backbone,
+                    data,
+                    args.batch_size,
+                    args.epochs,
+                    round_ % 2 == 0,
+                    args.skip_steps,
+                    args.augment,
                 )
             else:
-                runs = [("baseline", baseline), ("trainer", with_trainer)]
+                runs = [
+                    ("baseline", baseline),
+                    ("trainer", functools.partial(with_trainer, augment=args.augment)),
+                ]
                 if round_ % 2:
                     runs.reverse()
                 for label, fn in runs:
@@ -305,7 +334,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ratios.append(round(speed["trainer"] / speed["baseline"], 3))
             print(
                 f"{backbone} round {round_ + 1}/{args.rounds}: baseline {speed['baseline']:.1f} img/s, "
-                f"Trainer + AugMix {speed['trainer']:.1f} img/s, ratio {ratios[-1]:.3f}",
+                f"Trainer + {args.augment} {speed['trainer']:.1f} img/s, ratio {ratios[-1]:.3f}",
                 flush=True,
             )
         row = {
@@ -315,9 +344,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "timed_epochs": args.epochs,
             "rounds": args.rounds,
             "interleaved": args.interleave,
+            "augment": args.augment,
             "skip_steps": args.skip_steps if args.interleave else None,
             "baseline_img_s": round(float(np.median(speeds["baseline"])), 1),
-            "trainer_augmix_img_s": round(float(np.median(speeds["trainer"])), 1),
+            "trainer_img_s": round(float(np.median(speeds["trainer"])), 1),
             "ratio": round(order_balanced(ratios), 3),
             "ratio_baseline_first": round(geometric_mean(ratios[0::2]), 3),
             "ratio_trainer_first": round(geometric_mean(ratios[1::2]), 3),
@@ -327,6 +357,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "round_baseline_img_s": speeds["baseline"],
             "round_trainer_img_s": speeds["trainer"],
             "data": source,
+            "library": str(Path(bc.__file__).parent),
             "load_1min": round(os.getloadavg()[0], 2),
         }
         print(json.dumps(row), flush=True)
