@@ -472,8 +472,8 @@ def _windows(padded: Any, transforms: Any, interpolation: str, fill_mode: str, u
 
 
 # A faster gather for 8-bit RGB: each pixel packed into one 32-bit word, and each word beside its
-# right neighbour's in one 64-bit word, so that a 2×2 neighbourhood is two words. XLA's CPU gather
-# copies it about three times faster than the twelve bytes of :func:`_windows`.
+# right neighbour's in one 64-bit word, so that a 2×2 neighbourhood is two words, which XLA's CPU
+# gather copies much faster than the twelve separate bytes of :func:`_windows`.
 def _pack_pixels(levels: Any) -> Any:
     """RGB levels 0–255 (M, H, W, 3), any integer dtype → int32 words (M, H, W): R | G << 8 | B << 16."""
     tf = _tf()
