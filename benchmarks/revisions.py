@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # this runner's own helper only; each run picks its library
+
+from bloodcell._io import atomic_write_text  # noqa: E402 - after the path (no TensorFlow import)
 
 
 def numeric_lists(tree: object, prefix: str = "") -> dict[str, list[float]]:
@@ -114,10 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {key:<50} {before:10.3f} → {after:10.3f}  ({ratio:.3f}×)")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"script": script, "runs": runs}, indent=1) + "\n"
-        partial = args.out.with_suffix(args.out.suffix + ".partial")
-        partial.write_text(text)
-        partial.replace(args.out)
+        atomic_write_text(args.out, json.dumps({"script": script, "runs": runs}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -237,7 +237,6 @@ class AugMix(Augmenter):
             tf.broadcast_to(tf.reshape(tf.range(n * 3), [-1, 1, 3]), tf.stack([n, k, 3])), [-1]
         )
         per_row = lambda v: tf.reshape(tf.repeat(tf.reshape(v, [-1]), 3), [-1, 1])  # noqa: E731 - (N, width) → rows
-        offsets = lambda count: tf.range(count)[:, None] * 256  # noqa: E731 - row starts in a flat array
         reads_histogram = [
             self._op(name) for name in ("autocontrast", "equalize", "contrast") if name in self.op_names
         ]
@@ -264,14 +263,15 @@ class AugMix(Augmenter):
                 r_op, r_level, r_source, before = op, level, source, table
             counts = tf.gather(image_hist, r_source)
             m = tf.shape(counts)[0]
+            flat_before = before + tf.range(m)[:, None] * 256  # each row's entries in a flat array
             if step > 0:
                 # Every level's count moves to the level the chain's table so far sends it to.
                 moved = tf.math.unsorted_segment_sum(
-                    tf.reshape(counts, [-1]), tf.reshape(before + offsets(m), [-1]), m * 256
+                    tf.reshape(counts, [-1]), tf.reshape(flat_before, [-1]), m * 256
                 )
                 counts = tf.reshape(moved, [-1, 256])
             luts = self._histogram_tables(counts, r_op, r_level)
-            read = tf.gather(tf.reshape(luts, [-1]), before + offsets(m))
+            read = tf.gather(tf.reshape(luts, [-1]), flat_before)
             if compact:
                 table = tf.tensor_scatter_nd_update(stepped, rows[:, None], read)
             else:
