@@ -29,7 +29,6 @@ Usage::
     python benchmarks/train_throughput.py                       # both backbones, 4 rounds
     python benchmarks/train_throughput.py --backbones mobilenetv3small --images 512 --epochs 2 --rounds 2
     python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --epochs 8 --rounds 4
-    python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --workers 1
 
 Data: ``--data`` holds ``pbc96/train`` (default ``<repo>/../shared/data``); without it the bundled
 800-image sample is used.
@@ -72,12 +71,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--interleave",
         action="store_true",
         help="alternate single epochs of the two sides within each round (see the module docstring)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="the Trainer's workers: processes that gather and augment its batches (default: %(default)s)",
     )
     p.add_argument(
         "--skip-steps",
@@ -181,13 +174,10 @@ def plain_model(backbone: str, data):
     return model, x, y
 
 
-def augmix_trainer(
-    backbone: str, batch_size: int, callbacks: list, augment: str = "augmix", workers: int = 0
-):
+def augmix_trainer(backbone: str, batch_size: int, callbacks: list, augment: str = "augmix"):
     """The Trainer side: AugMix in the pipeline, no early stopping, LR reduction or best-weight restore.
 
     ``augment="none"`` leaves AugMix out: the Trainer's own pipeline against raw ``fit``.
-    ``workers`` ≥ 1 makes the batches in that many worker processes (``Trainer(workers=...)``).
     """
     import bloodcell as bc
 
@@ -195,7 +185,6 @@ def augmix_trainer(
         build(backbone),
         augment=bc.augment.AugMix() if augment == "augmix" else None,
         batch_size=batch_size,
-        workers=workers,
         callbacks=callbacks,
         early_stopping_patience=None,
         reduce_lr_patience=None,
@@ -213,13 +202,11 @@ def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
     return len(data) / float(np.median(timer.seconds[1:]))  # whole batches only (see main)
 
 
-def with_trainer(
-    backbone: str, data, batch_size: int, epochs: int, augment: str = "augmix", workers: int = 0
-) -> float:
+def with_trainer(backbone: str, data, batch_size: int, epochs: int, augment: str = "augmix") -> float:
     import numpy as np
 
     timer = EpochTimes()
-    augmix_trainer(backbone, batch_size, [timer], augment, workers).fit(data, None, epochs=epochs + 1)
+    augmix_trainer(backbone, batch_size, [timer], augment).fit(data, None, epochs=epochs + 1)
     return len(data) / float(np.median(timer.seconds[1:]))
 
 
@@ -231,7 +218,6 @@ def interleaved(
     baseline_first: bool,
     skip: int,
     augment: str = "augmix",
-    workers: int = 0,
 ) -> tuple[float, float]:
     """Both sides in one round, alternating single epochs: (baseline img/s, Trainer img/s).
 
@@ -269,7 +255,7 @@ def interleaved(
 
     # The timer sits inside Alternate's boundaries: the Trainer's epochs are timed without the baseline's.
     callbacks = [Alternate(), trainer_timer] if baseline_first else [trainer_timer, Alternate()]
-    augmix_trainer(backbone, batch_size, callbacks, augment, workers).fit(data, None, epochs=epochs + 1)
+    augmix_trainer(backbone, batch_size, callbacks, augment).fit(data, None, epochs=epochs + 1)
 
     def speed(timer) -> float:  # median over the timed epochs (the first builds the graph)
         return float(np.median([steps * batch_size / seconds for steps, seconds in timer.steady[1:]]))
@@ -332,12 +318,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     round_ % 2 == 0,
                     args.skip_steps,
                     args.augment,
-                    args.workers,
                 )
             else:
                 runs = [
                     ("baseline", baseline),
-                    ("trainer", functools.partial(with_trainer, augment=args.augment, workers=args.workers)),
+                    ("trainer", functools.partial(with_trainer, augment=args.augment)),
                 ]
                 if round_ % 2:
                     runs.reverse()
@@ -360,7 +345,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "rounds": args.rounds,
             "interleaved": args.interleave,
             "augment": args.augment,
-            "workers": args.workers,
             "skip_steps": args.skip_steps if args.interleave else None,
             "baseline_img_s": round(float(np.median(speeds["baseline"])), 1),
             "trainer_img_s": round(float(np.median(speeds["trainer"])), 1),

@@ -84,7 +84,3 @@ class PixelRangeWarning(BloodcellWarning):
 
 class NotFittedError(BloodcellError, ValueError, AttributeError):
     """A detector or model used before ``fit`` (like scikit-learn's ``NotFittedError``)."""
-
-
-class WorkerError(BloodcellError, RuntimeError):
-    """A process that prepares batches (``to_tf_dataset(..., workers=N)``) failed or stopped."""

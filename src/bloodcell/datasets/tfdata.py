@@ -3,13 +3,11 @@
 The images never become a graph constant (``from_tensor_slices`` would embed them, which breaks at
 2 GB and copies the data): the pipeline shuffles and batches *indices*, and each batch is gathered
 from the NumPy array by a ``tf.numpy_function`` (one fancy-index per batch, a few microseconds per
-image), then cast to float32 inside the graph. With ``workers=N`` the same pipeline runs in N
-separate processes (:mod:`bloodcell.datasets.workers`).
+image), then cast to float32 inside the graph.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +44,6 @@ def to_tf_dataset(
     repeat: bool = False,
     indices: np.ndarray | None = None,
     prefetch: bool = True,
-    workers: int = 0,
 ) -> Any:
     """Build a ``tf.data.Dataset`` of ``(images, labels)`` batches from a dataset's uint8 arrays.
 
@@ -66,12 +63,6 @@ def to_tf_dataset(
         repeat: Repeat forever (then pass ``steps_per_epoch`` to ``fit``).
         indices: Use only these rows, in this order (e.g. an oversampled index list), without copying images.
         prefetch: Prefetch batches while the model works.
-        workers: Gather and augment the batches in this many separate processes instead of this
-            one's ``tf.data`` threads (default 0). The batches are the same, bit for bit. The
-            worker processes run at the lowest CPU priority, so on a machine with few cores the
-            augmentation takes only what the model leaves idle instead of slowing it; on a
-            machine whose every core other programs keep busy they would starve, use 0 there.
-            See :mod:`bloodcell.datasets.workers` (POSIX only; ``augment`` must be picklable).
 
     Returns:
         A ``tf.data.Dataset`` yielding ``(images, labels)``.
@@ -85,7 +76,10 @@ def to_tf_dataset(
     """
     import tensorflow as tf
 
-    from bloodcell.augment.base import requires_one_hot
+    # bloodcell augmenters take an explicit per-batch seed (stateless, reproducible in parallel
+    # maps) and may change labels; Keras image layers get that seed through their own hook, and
+    # MixUp/CutMix receive the labels too; any other callable just maps images.
+    from bloodcell.augment.base import apply_augmenter, requires_one_hot
 
     if not isinstance(dataset, BloodCellDataset):
         raise InvalidDtypeError(
@@ -110,60 +104,8 @@ def to_tf_dataset(
         raise ConfigurationError(
             f"indices must lie in 0..{len(dataset) - 1}, got {order.min()}..{order.max()}."
         )
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise ConfigurationError(f"workers must be a non-negative integer, got {workers!r}.")
-    settings = PipelineSettings(
-        batch_size=int(batch_size),
-        shuffle=bool(shuffle),
-        augment=augment,
-        one_hot=bool(one_hot),
-        seed=int(seed),
-        drop_remainder=bool(drop_remainder),
-        repeat=bool(repeat),
-        num_classes=dataset.num_classes,
-    )
-    if workers:
-        from bloodcell.datasets.workers import worker_dataset
-
-        spec = build_pipeline(images, labels, order, settings).element_spec  # traced, never run
-        ds = worker_dataset(images, labels, order, settings, spec, int(workers))
-        return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
-    ds = build_pipeline(images, labels, order, settings)
-    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineSettings:
-    """Everything besides the arrays that defines the batches of :func:`to_tf_dataset`."""
-
-    batch_size: int
-    shuffle: bool
-    augment: Augmenter | None
-    one_hot: bool
-    seed: int
-    drop_remainder: bool
-    repeat: bool
-    num_classes: int
-
-
-def build_pipeline(
-    images: np.ndarray,
-    labels: np.ndarray,
-    order: np.ndarray,
-    settings: PipelineSettings,
-    shard: tuple[int, int] | None = None,
-) -> Any:
-    """The ``tf.data`` pipeline behind :func:`to_tf_dataset` (arguments already checked), unprefetched.
-
-    ``shard=(n, k)`` keeps batches k, k + n, k + 2n, … of the full sequence, each with the very
-    index list and augmentation seed it has there: how worker process k of n makes its share.
-    """
-    import tensorflow as tf
-
-    from bloodcell.augment.base import apply_augmenter
-
-    h, w, c = images.shape[1:]
-    num_classes = settings.num_classes
+    h, w, c = dataset.image_shape
+    num_classes = dataset.num_classes
 
     def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return images[idx], labels[idx]
@@ -173,31 +115,24 @@ def build_pipeline(
         x = tf.ensure_shape(x, [None, h, w, c])
         y = tf.ensure_shape(y, [None])
         x = tf.cast(x, tf.float32)
-        if settings.one_hot:
+        if one_hot:
             y = tf.one_hot(y, num_classes, dtype=tf.float32)
         return x, y
 
     ds = tf.data.Dataset.from_tensor_slices(order)  # indices only: 8 bytes per image
-    if settings.shuffle:
-        ds = ds.shuffle(len(order), seed=settings.seed, reshuffle_each_iteration=True)
-    if settings.repeat:
+    if shuffle:
+        ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
         ds = ds.repeat()
-    ds = ds.batch(settings.batch_size, drop_remainder=settings.drop_remainder)
-    augment = settings.augment
-    if augment is None:
-        if shard is not None:
-            ds = ds.shard(*shard)
-        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    # bloodcell augmenters take an explicit per-batch seed (stateless, reproducible in parallel
-    # maps) and may change labels; Keras image layers get that seed through their own hook, and
-    # MixUp/CutMix receive the labels too; any other callable just maps images. Each batch is
-    # paired with its seed before any sharding, so a worker's batches keep their seeds.
-    ds = tf.data.Dataset.zip((ds, batch_seeds(settings.seed)))
-    if shard is not None:
-        ds = ds.shard(*shard)
-    ds = ds.map(lambda idx, s: (load(idx), s), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.map(
-        lambda xy, s: apply_augmenter(augment, xy[0], xy[1], s),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if augment is not None:
+        seeds = batch_seeds(seed)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda xy, s: apply_augmenter(augment, xy[0], xy[1], s),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    if prefetch:
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds

@@ -93,11 +93,6 @@ class Trainer:
             ``"smote"`` (synthetic minority images by SMOTE in pixel space, drawn once).
         batch_size: Images per batch and replica (default 32); the global batch is
             ``batch_size × replicas`` under a distribution strategy.
-        workers: Gather and augment the training batches in this many separate processes at the
-            lowest CPU priority (default 0: in this process's ``tf.data`` threads). The batches
-            are the same; on a CPU with few cores, 1 keeps augmentation from slowing the model
-            (see :func:`bloodcell.datasets.to_tf_dataset`). Not with several workers of a
-            multi-worker strategy.
         monitor: The metric that chooses the best epoch and drives the callbacks (default
             ``"val_accuracy"``; the training metric of the same name when no validation set is given).
         reduce_lr_patience: Epochs without improvement before the learning rate is multiplied by
@@ -157,7 +152,6 @@ class Trainer:
         consistency_views: int = 2,
         balance: str | None = None,
         batch_size: int = 32,
-        workers: int = 0,
         monitor: str = "val_accuracy",
         reduce_lr_patience: int | None = 5,
         reduce_lr_factor: float = 0.2,
@@ -181,8 +175,6 @@ class Trainer:
         _check_positive("learning_rate", learning_rate)
         _check_positive("batch_size", batch_size, integer=True)
         _check_positive("steps_per_execution", steps_per_execution, integer=True)
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-            raise ConfigurationError(f"workers must be a non-negative integer, got {workers!r}.")
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigurationError(f"label_smoothing must lie in [0, 1), got {label_smoothing!r}.")
         if not 0.0 < ema_momentum < 1.0:
@@ -239,7 +231,6 @@ class Trainer:
         self.consistency_views = int(consistency_views)
         self.balance = balance
         self.batch_size = int(batch_size)
-        self.workers = int(workers)
         self.monitor = monitor
         self.reduce_lr_patience = reduce_lr_patience
         self.reduce_lr_factor = float(reduce_lr_factor)
@@ -254,11 +245,6 @@ class Trainer:
             raise ConfigurationError(
                 f"batchnorm_recalibration runs on one replica; this strategy has {self.num_replicas}. Train "
                 "without it and call bloodcell.training.recalibrate_batchnorm(model, train) afterwards."
-            )
-        if self.workers and distribute.worker_id(self.strategy) != "local":
-            raise ConfigurationError(
-                f"workers={self.workers} with a multi-worker strategy would have every cluster worker "
-                "make every batch and keep its share; use workers=0."
             )
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
@@ -415,7 +401,6 @@ class Trainer:
             "consistency_views",
             "balance",
             "batch_size",
-            "workers",
             "monitor",
             "reduce_lr_patience",
             "reduce_lr_factor",
@@ -588,7 +573,6 @@ class Trainer:
             seed=aug_seed,
             drop_remainder=True,
             indices=order,
-            workers=self.workers,
         )
         return self._distribute_options(ds)
 
