@@ -241,7 +241,6 @@ def main() -> None:
                 f"(per round: {', '.join(f'{x:.1f}' for x in per_round)})"
             )
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         bc._io.atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
 
 

@@ -116,7 +116,6 @@ def main(argv: list[str] | None = None) -> None:
         ratio = after / before if before else float("nan")
         print(f"  {key:<50} {before:10.3f} → {after:10.3f}  ({ratio:.3f}×)")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps({"script": script, "runs": runs}, indent=1) + "\n")
 
 

@@ -371,7 +371,6 @@ def write_json(path: Path, results) -> None:
     """Write the results as indented JSON, atomically (the folder is created)."""
     import bloodcell as bc
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     bc._io.atomic_write_text(path, json.dumps(results, indent=1) + "\n")
 
 
