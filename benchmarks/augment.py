@@ -241,7 +241,9 @@ def main() -> None:
                 f"(per round: {', '.join(f'{x:.1f}' for x in per_round)})"
             )
     if args.out is not None:
-        bc._io.atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
+        from bloodcell._io import atomic_write_text  # bc._io exists only once something imported it
+
+        atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -369,9 +369,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def write_json(path: Path, results) -> None:
     """Write the results as indented JSON, atomically (the folder is created)."""
-    import bloodcell as bc
+    from bloodcell._io import atomic_write_text  # bc._io exists only once something imported it
 
-    bc._io.atomic_write_text(path, json.dumps(results, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
