@@ -1,3 +1,6 @@
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,12 +41,45 @@ def test_shuffle_is_seeded_and_reshuffles_each_epoch(sample):
     assert sorted(epoch1) == sorted(sample.labels)
 
 
+def test_batches_depend_on_the_global_seed_as_documented(sample):
+    def labels() -> np.ndarray:
+        return _labels(to_tf_dataset(sample, batch_size=64, shuffle=True, seed=7))
+
+    try:
+        tf.random.set_seed(1)
+        first = labels()
+        tf.random.set_seed(1)
+        again = labels()
+        tf.random.set_seed(2)
+        other = labels()
+    finally:
+        tf.random.set_seed(None)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
 def test_images_are_not_embedded_in_the_graph(sample):
     # from_tensor_slices(images) would put all 22 MB of pixels into the serialized graph.
     ds = to_tf_dataset(sample, batch_size=32, shuffle=True, seed=0)
     graph_bytes = len(ds._as_serialized_graph().numpy())
     assert graph_bytes < 200_000, graph_bytes
     assert sample.nbytes > 100 * graph_bytes
+
+
+def test_dropping_the_pipeline_frees_its_images(small_sample):
+    # TensorFlow keeps every tf.numpy_function for the life of the program; the pipeline's must
+    # not keep the images with it (a leak of one dataset per pipeline built).
+    data = small_sample.subset(np.arange(10))  # arrays of its own
+    images = weakref.ref(data.images)
+    ds = to_tf_dataset(data, batch_size=4, shuffle=True, seed=0, augment=lambda x: x + 0.0)
+    batches = iter(ds)
+    del data, ds
+    gc.collect()
+    assert sum(len(y) for _, y in batches) == 10  # an iterator alone keeps the images
+    assert images() is not None
+    del batches
+    gc.collect()
+    assert images() is None
 
 
 def test_indices_repeat_rows_without_copies(small_sample):

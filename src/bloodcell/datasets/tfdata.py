@@ -4,10 +4,16 @@ The images never become a graph constant (``from_tensor_slices`` would embed the
 2 GB and copies the data): the pipeline shuffles and batches *indices*, and each batch is gathered
 from the NumPy array by a ``tf.numpy_function`` (one fancy-index per batch, a few microseconds per
 image), then cast to float32 inside the graph.
+
+TensorFlow keeps every ``tf.numpy_function`` it has seen for the life of the program (it ties them
+to the outermost graph), so the gathering function reaches the arrays only through a weak
+reference; the strong one lives on the pipeline's first ``Dataset`` object, which every dataset
+built on it, and every iterator over them, keeps alive. Dropping the pipeline frees the arrays.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +25,16 @@ from bloodcell.errors import ConfigurationError, InvalidDtypeError
 __all__ = ["to_tf_dataset", "batch_seeds"]
 
 Augmenter = Callable[..., Any]
+
+
+class _Arrays:
+    """The arrays one pipeline gathers from; its gathering function holds it only weakly."""
+
+    __slots__ = ("images", "labels", "__weakref__")
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images = images
+        self.labels = labels
 
 
 def batch_seeds(seed: int, rerandomize_each_iteration: bool = True) -> Any:
@@ -58,7 +74,10 @@ def to_tf_dataset(
             an explicit per-batch seed and the labels), a Keras image layer (seeded the same way;
             ``MixUp``/``CutMix`` mix the labels too), or any callable mapping images to images.
         one_hot: Labels as one-hot float rows (needed for MixUp/CutMix and label smoothing).
-        seed: Makes shuffling and augmentation deterministic; None draws a fresh seed.
+        seed: Makes shuffling and augmentation deterministic; None draws a fresh seed. Like every
+            seeded TensorFlow op, the batches also depend on TensorFlow's global seed
+            (``tf.random.set_seed``): the same ``seed`` repeats them only under the same global seed
+            (or none). ``Trainer`` sets the global seed from its own ``seed``.
         drop_remainder: Drop a last, smaller batch.
         repeat: Repeat forever (then pass ``steps_per_epoch`` to ``fit``).
         indices: Use only these rows, in this order (e.g. an oversampled index list), without copying images.
@@ -107,8 +126,18 @@ def to_tf_dataset(
     h, w, c = dataset.image_shape
     num_classes = dataset.num_classes
 
+    arrays = _Arrays(images, labels)
+    arrays_ref = weakref.ref(arrays)
+
     def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return images[idx], labels[idx]
+        held = arrays_ref()
+        if held is None:  # only a copy of the pipeline made from its graph alone gets here
+            raise RuntimeError(
+                "to_tf_dataset(): the images behind this pipeline were freed because no Python "
+                "object of the pipeline is left; keep the tf.data.Dataset that to_tf_dataset() "
+                "returned (or an iterator made from it) alive while iterating."
+            )
+        return held.images[idx], held.labels[idx]
 
     def load(idx: Any) -> tuple[Any, Any]:
         x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.int32), stateful=False)
@@ -120,6 +149,7 @@ def to_tf_dataset(
         return x, y
 
     ds = tf.data.Dataset.from_tensor_slices(order)  # indices only: 8 bytes per image
+    ds._bloodcell_arrays = arrays  # the strong reference; every later stage holds this dataset
     if shuffle:
         ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
     if repeat:
