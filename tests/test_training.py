@@ -129,6 +129,35 @@ def test_same_seed_same_metrics_other_seed_differs(cells):
     assert a["loss"] != c["loss"]
 
 
+def test_steps_per_execution_keeps_every_epoch_to_its_own_batches(cells):
+    # 64 cells in batches of 16: 4 steps per epoch, which 3 steps per call would overrun.
+    train, val = cells
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.after_epoch = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.after_epoch.append(int(self.model.optimizer.iterations))
+
+    def run(steps_per_execution):
+        steps = Steps()
+        trainer = bc.Trainer(
+            tiny_classifier(),
+            batch_size=16,
+            steps_per_execution=steps_per_execution,
+            callbacks=[steps],
+            early_stopping_patience=None,
+            verbose=0,
+        )
+        return trainer.fit(train, val, epochs=3).history, steps.after_epoch
+
+    (plain, plain_steps), (grouped, grouped_steps) = run(1), run(3)
+    assert plain_steps == grouped_steps == [4, 8, 12]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(grouped[key], plain[key], rtol=1e-5, err_msg=key)
+
+
 def test_augmenter_protocol_gets_a_fresh_seed_per_batch(cells):
     train, val = cells
     seen: list[tuple[int, int]] = []

@@ -118,7 +118,10 @@ class Trainer:
             (``tf.config.experimental.enable_op_determinism``; process-wide and somewhat slower).
             On CPU, training is repeatable for a seed without it (default False).
         jit_compile: XLA compilation (default False: measured much slower on CPU; try True on GPU).
-        steps_per_execution: Batches per compiled call (default 1).
+        steps_per_execution: Batches per compiled call (default 1). More batches per call mean
+            fewer trips through Python, which can speed up small models. Rounded down to a divisor
+            of the steps per epoch: Keras runs whole calls, and one that crossed an epoch's end
+            would train on the next epoch's batches.
         verbose: Keras progress output: ``"auto"`` (default, a progress bar), 0, 1 or 2.
 
     Example:
@@ -492,7 +495,7 @@ class Trainer:
             return keras.losses.CategoricalFocalCrossentropy(label_smoothing=self.label_smoothing)
         return keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing)
 
-    def _compile(self, learning_rate: Any) -> None:
+    def _compile(self, learning_rate: Any, steps_per_epoch: int) -> None:
         with self.strategy.scope():
             fit_model = self.model
             if self.consistency is not None:
@@ -505,7 +508,7 @@ class Trainer:
                 loss=self._make_loss(),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                 jit_compile=self.jit_compile,
-                steps_per_execution=self.steps_per_execution,
+                steps_per_execution=_steps_per_call(steps_per_epoch, self.steps_per_execution),
             )
             fit_model.optimizer.build(fit_model.trainable_variables)
         self._fit_model = fit_model
@@ -694,7 +697,7 @@ class Trainer:
             )
         else:
             lr = learning_rate
-        self._compile(lr)
+        self._compile(lr, steps)
 
         signature = {
             "phase": phase,
@@ -814,6 +817,18 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
+def _steps_per_call(steps_per_epoch: int, requested: int) -> int:
+    """The largest batch count up to ``requested`` that divides the epoch into whole calls.
+
+    Keras runs ``steps_per_execution`` batches per call whatever the epoch has left, so with 4
+    steps per epoch and 3 per call the second call would take two of the next epoch's batches.
+
+    >>> _steps_per_call(64, 8), _steps_per_call(4, 3), _steps_per_call(7, 4)
+    (8, 2, 1)
+    """
+    return max(k for k in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % k == 0)
+
+
 def _has_custom_strategy(strategy: Any) -> bool:
     """False for TF's default (no-op) strategy, True for any real one."""
     import tensorflow as tf
