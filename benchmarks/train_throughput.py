@@ -84,6 +84,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="augmix",
         help="the Trainer's augmentation; none measures the Trainer's own pipeline (default: %(default)s)",
     )
+    p.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=1,
+        help="the Trainer's steps_per_execution (default: %(default)s, the Trainer's default)",
+    )
+    p.add_argument(
+        "--baseline-steps-per-execution",
+        type=int,
+        default=1,
+        help="the baseline's steps_per_execution (default: %(default)s, Keras's default)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return p.parse_args(argv)
 
@@ -127,16 +139,18 @@ class EpochTimes:
             # Only when asked: a batch hook makes Keras call back into Python after every step.
             def on_epoch_begin(self, epoch, logs=None):
                 super().on_epoch_begin(epoch, logs)
-                self._batch_ends: list[float] = []
+                self._batch_ends: list[tuple[int, float]] = []
 
             def on_train_batch_end(self, batch, logs=None):
-                self._batch_ends.append(time.perf_counter())
+                # With steps_per_execution k, Keras calls this after every k-th batch, with its index.
+                self._batch_ends.append((batch, time.perf_counter()))
 
             def on_epoch_end(self, epoch, logs=None):
                 super().on_epoch_end(epoch, logs)
-                ends = self._batch_ends
-                if len(ends) > skip:
-                    self.steady.append((len(ends) - skip, ends[-1] - ends[skip - 1]))
+                ends = [(batch, t) for batch, t in self._batch_ends if batch >= skip - 1]
+                if len(ends) > 1:
+                    (first, start), (last, end) = ends[0], ends[-1]
+                    self.steady.append((last - first, end - start))
 
         return _StepTimes() if skip else _EpochTimes()
 
@@ -150,7 +164,7 @@ def build(backbone: str, seed: int = 0):
     return bc.build_classifier(backbone, head="seed", weights=None, input_shape=(96, 96, 3))
 
 
-def compiled_model(backbone: str):
+def compiled_model(backbone: str, steps_per_execution: int = 1):
     """The classifier compiled as the baseline trains it (Adam 1e-3, cross-entropy, accuracy)."""
     import keras
 
@@ -159,22 +173,25 @@ def compiled_model(backbone: str):
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.CategoricalCrossentropy(),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
     )
     return model
 
 
-def plain_model(backbone: str, data):
+def plain_model(backbone: str, data, steps_per_execution: int = 1):
     """The baseline side: a compiled model and the images as float32 tensors already in memory."""
     import numpy as np
     import tensorflow as tf
 
-    model = compiled_model(backbone)
+    model = compiled_model(backbone, steps_per_execution)
     x = tf.constant(data.images.astype(np.float32))  # in memory, already float
     y = tf.constant(np.eye(data.num_classes, dtype=np.float32)[data.labels])
     return model, x, y
 
 
-def augmix_trainer(backbone: str, batch_size: int, callbacks: list, augment: str = "augmix"):
+def augmix_trainer(
+    backbone: str, batch_size: int, callbacks: list, augment: str = "augmix", steps_per_execution: int = 1
+):
     """The Trainer side: AugMix in the pipeline, no early stopping, LR reduction or best-weight restore.
 
     ``augment="none"`` leaves AugMix out: the Trainer's own pipeline against raw ``fit``.
@@ -189,24 +206,28 @@ def augmix_trainer(backbone: str, batch_size: int, callbacks: list, augment: str
         early_stopping_patience=None,
         reduce_lr_patience=None,
         restore_best=False,
+        steps_per_execution=steps_per_execution,
         verbose=0,
     )
 
 
-def baseline(backbone: str, data, batch_size: int, epochs: int) -> float:
+def baseline(backbone: str, data, batch_size: int, epochs: int, steps_per_execution: int = 1) -> float:
     import numpy as np
 
-    model, x, y = plain_model(backbone, data)
+    model, x, y = plain_model(backbone, data, steps_per_execution)
     timer = EpochTimes()
     model.fit(x, y, batch_size=batch_size, epochs=epochs + 1, shuffle=True, callbacks=[timer], verbose=0)
     return len(data) / float(np.median(timer.seconds[1:]))  # whole batches only (see main)
 
 
-def with_trainer(backbone: str, data, batch_size: int, epochs: int, augment: str = "augmix") -> float:
+def with_trainer(
+    backbone: str, data, batch_size: int, epochs: int, augment: str = "augmix", steps_per_execution: int = 1
+) -> float:
     import numpy as np
 
     timer = EpochTimes()
-    augmix_trainer(backbone, batch_size, [timer], augment).fit(data, None, epochs=epochs + 1)
+    trainer = augmix_trainer(backbone, batch_size, [timer], augment, steps_per_execution)
+    trainer.fit(data, None, epochs=epochs + 1)
     return len(data) / float(np.median(timer.seconds[1:]))
 
 
@@ -218,6 +239,8 @@ def interleaved(
     baseline_first: bool,
     skip: int,
     augment: str = "augmix",
+    steps_per_execution: int = 1,
+    baseline_steps_per_execution: int = 1,
 ) -> tuple[float, float]:
     """Both sides in one round, alternating single epochs: (baseline img/s, Trainer img/s).
 
@@ -227,7 +250,7 @@ def interleaved(
     import keras
     import numpy as np
 
-    plain, x, y = plain_model(backbone, data)
+    plain, x, y = plain_model(backbone, data, baseline_steps_per_execution)
     plain_timer, trainer_timer = EpochTimes(skip), EpochTimes(skip)
     done = []
 
@@ -255,7 +278,8 @@ def interleaved(
 
     # The timer sits inside Alternate's boundaries: the Trainer's epochs are timed without the baseline's.
     callbacks = [Alternate(), trainer_timer] if baseline_first else [trainer_timer, Alternate()]
-    augmix_trainer(backbone, batch_size, callbacks, augment).fit(data, None, epochs=epochs + 1)
+    trainer = augmix_trainer(backbone, batch_size, callbacks, augment, steps_per_execution)
+    trainer.fit(data, None, epochs=epochs + 1)
 
     def speed(timer) -> float:  # median over the timed epochs (the first builds the graph)
         return float(np.median([steps * batch_size / seconds for steps, seconds in timer.steady[1:]]))
@@ -288,6 +312,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     if args.skip_steps < 1:
         raise SystemExit(f"--skip-steps must be at least 1, got {args.skip_steps}.")
+    if min(args.steps_per_execution, args.baseline_steps_per_execution) < 1:
+        raise SystemExit(
+            "--steps-per-execution and --baseline-steps-per-execution must be at least 1, got "
+            f"{args.steps_per_execution} and {args.baseline_steps_per_execution}."
+        )
     import keras
     import numpy as np
 
@@ -318,11 +347,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     round_ % 2 == 0,
                     args.skip_steps,
                     args.augment,
+                    args.steps_per_execution,
+                    args.baseline_steps_per_execution,
                 )
             else:
                 runs = [
-                    ("baseline", baseline),
-                    ("trainer", functools.partial(with_trainer, augment=args.augment)),
+                    (
+                        "baseline",
+                        functools.partial(baseline, steps_per_execution=args.baseline_steps_per_execution),
+                    ),
+                    (
+                        "trainer",
+                        functools.partial(
+                            with_trainer, augment=args.augment, steps_per_execution=args.steps_per_execution
+                        ),
+                    ),
                 ]
                 if round_ % 2:
                     runs.reverse()
@@ -345,6 +384,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "rounds": args.rounds,
             "interleaved": args.interleave,
             "augment": args.augment,
+            "steps_per_execution": args.steps_per_execution,
+            "baseline_steps_per_execution": args.baseline_steps_per_execution,
             "skip_steps": args.skip_steps if args.interleave else None,
             "baseline_img_s": round(float(np.median(speeds["baseline"])), 1),
             "trainer_img_s": round(float(np.median(speeds["trainer"])), 1),
