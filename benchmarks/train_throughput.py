@@ -189,7 +189,7 @@ def plain_model(backbone: str, data, steps_per_execution: int = 1):
     return model, x, y
 
 
-def augmix_trainer(
+def timed_trainer(
     backbone: str, batch_size: int, callbacks: list, augment: str = "augmix", steps_per_execution: int = 1
 ):
     """The Trainer side: AugMix in the pipeline, no early stopping, LR reduction or best-weight restore.
@@ -226,7 +226,7 @@ def with_trainer(
     import numpy as np
 
     timer = EpochTimes()
-    trainer = augmix_trainer(backbone, batch_size, [timer], augment, steps_per_execution)
+    trainer = timed_trainer(backbone, batch_size, [timer], augment, steps_per_execution)
     trainer.fit(data, None, epochs=epochs + 1)
     return len(data) / float(np.median(timer.seconds[1:]))
 
@@ -278,7 +278,7 @@ def interleaved(
 
     # The timer sits inside Alternate's boundaries: the Trainer's epochs are timed without the baseline's.
     callbacks = [Alternate(), trainer_timer] if baseline_first else [trainer_timer, Alternate()]
-    trainer = augmix_trainer(backbone, batch_size, callbacks, augment, steps_per_execution)
+    trainer = timed_trainer(backbone, batch_size, callbacks, augment, steps_per_execution)
     trainer.fit(data, None, epochs=epochs + 1)
 
     def speed(timer) -> float:  # median over the timed epochs (the first builds the graph)
