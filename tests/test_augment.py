@@ -150,16 +150,31 @@ def test_histogram_tables_are_the_same_inside_xla(cells):
     assert np.mean(compact != static) < 0.001
 
 
-def test_augmix_plan_applies_inside_an_xla_program(cells):
-    # Inside XLA (e.g. a train step compiled with jit_compile=True) shapes cannot depend on the data.
-    # The plan is drawn outside: XLA has no kernel for the Gamma draws of the mixing weights.
+def test_augmix_runs_whole_inside_an_xla_program(cells):
+    # Inside XLA (a train step compiled with jit_compile=True, Keras's default on a GPU) shapes
+    # cannot depend on the data and TensorFlow's Gamma draws have no kernel: AugMix draws its
+    # mixing weights with a sampler of its own, the same inside XLA and out.
     aug = AugMix(all_ops=True)
-    plan = aug.sample_plan(16, tf.constant([5, 6], tf.int64))
-    inside = tf.function(lambda x: aug.apply_plan(x, plan), jit_compile=True, autograph=False)
-    ours = inside(tf.constant(cells, tf.float32)).numpy()
-    ref = aug.apply_plan(tf.constant(cells, tf.float32), plan).numpy()
+    seed = tf.constant([5, 6], tf.int64)
+    x = tf.constant(cells, tf.float32)
+    inside = tf.function(lambda x: aug.augment_images(x, seed), jit_compile=True, autograph=False)
+    ours = inside(x).numpy()
+    ref = aug.augment_images(x, seed).numpy()
     diff = np.abs(ours - ref)
     assert diff.mean() < 0.01 and diff.max() < 1.0  # float rounding (XLA fuses multiply-adds)
+    assert np.abs(ref - cells).mean() > 1.0  # it did augment
+
+
+@pytest.mark.parametrize("alpha", [0.3, 1.0, 3.0])
+def test_mixing_weights_follow_the_gamma_distribution(alpha):
+    from scipy import stats
+
+    from bloodcell.augment.augmix import _gamma
+
+    draws = _gamma(tf.constant([20_000]), alpha, tf.constant([1, 2], tf.int64)).numpy()
+    assert draws.min() > 0
+    assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 0.01
+    assert np.mean(draws) == pytest.approx(alpha, rel=0.03)
 
 
 def test_all_ops_adds_the_enhance_ops(cells):

@@ -44,7 +44,8 @@ def split_seed(seed: Any, index: int) -> Any:
         True
     """
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    return tf.random.experimental.stateless_fold_in(seed, index)
+    # Philox by name: "auto_select" picks another generator inside XLA programs.
+    return tf.random.experimental.stateless_fold_in(seed, index, alg="philox")
 
 
 def requires_one_hot(augmenter: Any) -> bool:
