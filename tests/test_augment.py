@@ -171,10 +171,13 @@ def test_mixing_weights_follow_the_gamma_distribution(alpha):
 
     from bloodcell.augment.augmix import _gamma
 
-    draws = _gamma(tf.constant([20_000]), alpha, tf.constant([1, 2], tf.int64)).numpy()
+    # A million draws: Kolmogorov-Smirnov then sees a CDF off by 0.002. (With 20,000 draws this
+    # seed's p-value for alpha 0.3 was 0.002; nine other seeds and two million draws showed no bias.)
+    draws = _gamma(tf.constant([1_000_000]), alpha, tf.constant([1, 2], tf.int64)).numpy()
     assert draws.min() > 0
-    assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 0.01
-    assert np.mean(draws) == pytest.approx(alpha, rel=0.03)
+    assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 0.001
+    assert np.mean(draws) == pytest.approx(alpha, rel=0.01)
+    assert np.var(draws) == pytest.approx(alpha, rel=0.02)
 
 
 def test_all_ops_adds_the_enhance_ops(cells):
