@@ -71,45 +71,44 @@ _KERNELS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 _GAMMA_TRIES = 8
-# Named, not "auto_select": XLA's automatic choice is another generator, so the same seed would
-# draw another plan inside a compiled train step than in a tf.data pipeline.
-_ALG = "philox"
 
 
-def _uniform(shape: Any, seed: Any) -> Any:
-    """Uniform float32 draws in the open interval (0, 1), the same inside XLA and out.
-
-    TensorFlow turns random bits into floats one way in its own kernels and another inside XLA,
-    even from one generator; its integer draws agree. So the floats are made here from 24-bit
-    integers (exact in float32), at the middle of their bins: never exactly 0 or 1.
-    """
-    k = tf.random.stateless_uniform(shape, seed, 0, 1 << 24, tf.int32, alg=_ALG)
-    return (tf.cast(k, tf.float32) + 0.5) / float(1 << 24)
+def _dirichlet(shape: Any, alpha: float, seed: Any, gamma: Any) -> Any:
+    g = gamma(shape, alpha, seed)
+    return g / tf.maximum(tf.reduce_sum(g, -1, keepdims=True), 1e-12)
 
 
 def _gamma(shape: Any, alpha: float, seed: Any) -> Any:
+    """Gamma(alpha, 1) draws with TensorFlow's stateless kernel."""
+    return tf.random.stateless_gamma(shape, seed, alpha=alpha)
+
+
+def _gamma_for_xla(shape: Any, alpha: float, seed: Any) -> Any:
     """Gamma(alpha, 1) draws by Marsaglia and Tsang's method (2000), from stateless draws.
 
-    Written here because ``tf.random.stateless_gamma`` has no XLA kernel: AugMix inside a model
-    compiled with XLA (Keras's default on a GPU) could not draw its mixing weights. Each sample
-    keeps the first accepted of ``_GAMMA_TRIES`` proposals; each is accepted with probability at
-    least 0.95, so all of them fail less than once in 10¹⁰ samples, and then the sample is
-    ``d = alpha - 1/3``, close to the mean. For ``alpha < 1`` it draws Gamma(alpha + 1)·U^(1/alpha),
-    their boost. The uniforms come in one block: each random op costs more than its numbers here.
+    ``tf.random.stateless_gamma`` has no XLA kernel, so inside an XLA program (AugMix as a layer
+    of a model compiled with ``jit_compile=True``, Keras's default on a GPU) AugMix draws its
+    mixing weights with this. Outside, TensorFlow's kernel stays: a few dozen small ops more per
+    batch cost AugMix about a fifth more CPU in a ``tf.data`` pipeline (``benchmarks/RESULTS.md``).
+    Each sample keeps the first accepted of ``_GAMMA_TRIES`` proposals; each is accepted with
+    probability at least 0.95, so all of them fail less than once in 10¹⁰ samples, and then the
+    sample is ``d = alpha - 1/3``, close to the mean. For ``alpha < 1`` it draws
+    Gamma(alpha + 1)·U^(1/alpha), their boost.
     """
     boost = alpha < 1
     d = (alpha + 1.0 if boost else alpha) - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    u = _uniform(tf.concat([[3, _GAMMA_TRIES], tf.cast(shape, tf.int32)], 0), seed)
-    z = tf.sqrt(-2.0 * tf.math.log(u[0])) * tf.cos((2.0 * math.pi) * u[1])  # Box and Muller
+    proposals = tf.concat([[_GAMMA_TRIES], tf.cast(shape, tf.int32)], 0)
+    z = tf.random.stateless_normal(proposals, split_seed(seed, 0))
+    u = tf.random.stateless_uniform(proposals, split_seed(seed, 1), minval=1e-30)  # log(0) stays out
     v = (1.0 + c * z) ** 3
     log_v = tf.math.log(tf.maximum(v, 1e-30))
-    accepted = (v > 0) & (tf.math.log(u[2]) < 0.5 * z * z + d - d * v + d * log_v)
+    accepted = (v > 0) & (tf.math.log(u) < 0.5 * z * z + d - d * v + d * log_v)
     first = accepted & (tf.cumsum(tf.cast(accepted, tf.int32), axis=0) == 1)
     sample = tf.reduce_sum(tf.where(first, d * v, 0.0), axis=0)
     sample = tf.where(tf.reduce_any(accepted, axis=0), sample, d)
     if boost:
-        sample *= _uniform(tf.shape(sample), split_seed(seed, 1)) ** (1.0 / alpha)
+        sample *= tf.random.stateless_uniform(tf.shape(sample), split_seed(seed, 2)) ** (1.0 / alpha)
     return sample
 
 
@@ -235,24 +234,25 @@ class AugMix(Augmenter):
 
     def sample_plan(self, batch_size: Any, seed: Any) -> AugMixPlan:
         """Draw the ops, magnitudes and weights for a batch (stateless: the same seed gives the same plan)."""
-        seeds = [split_seed(seed, i) for i in range(4)]
+        seeds = [split_seed(seed, i) for i in range(7)]
         shape = tf.stack([batch_size, self.width, self.steps])
         if self.depth == -1:
             depth = tf.random.stateless_uniform(
-                tf.stack([batch_size, self.width, 1]), seeds[0], 1, 4, tf.int32, alg=_ALG
+                tf.stack([batch_size, self.width, 1]), seeds[0], 1, 4, tf.int32
             )
         else:
             depth = tf.fill(tf.stack([batch_size, self.width, 1]), self.depth)
-        ops = tf.random.stateless_uniform(shape, seeds[1], 0, len(self.op_names), tf.int32, alg=_ALG)
+        ops = tf.random.stateless_uniform(shape, seeds[1], 0, len(self.op_names), tf.int32)
         ops = tf.where(tf.range(self.steps)[None, None, :] < depth, ops, -1)
-        u = _uniform(tf.concat([[2], shape], 0), seeds[2])
-        levels = 0.1 + (self.severity - 0.1) * u[0]
-        signs = tf.where(u[1] < 0.5, -1.0, 1.0)
-        # One Gamma draw per chain (Dirichlet weights) and two more per image (its Beta weight).
-        g = _gamma(tf.stack([batch_size, self.width + 2]), self.alpha, seeds[3])
-        chains = g[:, : self.width]
-        chain_weights = chains / tf.maximum(tf.reduce_sum(chains, -1, keepdims=True), 1e-12)
-        mix_weight = g[:, self.width] / tf.maximum(g[:, self.width] + g[:, self.width + 1], 1e-12)
+        levels = tf.random.stateless_uniform(shape, seeds[2], 0.1, self.severity)
+        signs = tf.where(tf.random.stateless_uniform(shape, seeds[3]) < 0.5, -1.0, 1.0)
+        # XLA draws other numbers from the same seed anyway (its generator and float conversion
+        # differ from TensorFlow's kernels), so a plan drawn inside XLA differs from one drawn outside.
+        gamma = _gamma_for_xla if _in_xla_context() else _gamma
+        chain_weights = _dirichlet(tf.stack([batch_size, self.width]), self.alpha, seeds[4], gamma)
+        g1 = gamma(tf.stack([batch_size]), self.alpha, seeds[5])
+        g2 = gamma(tf.stack([batch_size]), self.alpha, seeds[6])
+        mix_weight = g1 / tf.maximum(g1 + g2, 1e-12)
         return AugMixPlan(ops, levels, signs, chain_weights, mix_weight)
 
     # -- the chains as tables and affine maps --------------------------------------------------

@@ -44,8 +44,7 @@ def split_seed(seed: Any, index: int) -> Any:
         True
     """
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    # Philox by name: "auto_select" picks another generator inside XLA programs.
-    return tf.random.experimental.stateless_fold_in(seed, index, alg="philox")
+    return tf.random.experimental.stateless_fold_in(seed, index)
 
 
 def requires_one_hot(augmenter: Any) -> bool:
