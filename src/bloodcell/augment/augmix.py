@@ -91,6 +91,7 @@ def _gamma_for_xla(shape: Any, alpha: float, seed: Any) -> Any:
     mixing weights with this. Outside, TensorFlow's kernel stays: drawing every plan with these
     few dozen small ops cost AugMix measurably more CPU in a ``tf.data`` pipeline
     (``benchmarks/RESULTS.md``).
+
     Each sample keeps the first accepted of ``_GAMMA_TRIES`` proposals; each is accepted with
     probability at least 0.95, so all of them fail less than once in 10¹⁰ samples, and then the
     sample is ``d = alpha - 1/3``, close to the mean. For ``alpha < 1`` it draws

@@ -118,10 +118,11 @@ class Trainer:
             (``tf.config.experimental.enable_op_determinism``; process-wide and somewhat slower).
             On CPU, training is repeatable for a seed without it (default False).
         jit_compile: XLA compilation (default False: measured much slower on CPU; try True on GPU).
-        steps_per_execution: Batches per compiled call (default 1). More batches per call mean
-            fewer trips through Python, which can speed up small models. Rounded down to a divisor
-            of the steps per epoch: Keras runs whole calls, and one that crossed an epoch's end
-            would train on the next epoch's batches.
+        steps_per_execution: Batches per compiled call (default 1): fewer trips through Python
+            per batch (8 gave no measurable gain for MobileNetV3Small on a 2-core CPU,
+            ``benchmarks/RESULTS.md``). Rounded down to a divisor of the steps per epoch: Keras
+            runs whole calls, and one that crossed an epoch's end would train on the next
+            epoch's batches.
         verbose: Keras progress output: ``"auto"`` (default, a progress bar), 0, 1 or 2.
 
     Example:
