@@ -29,8 +29,7 @@ Usage::
     python benchmarks/train_throughput.py                       # both backbones, 4 rounds
     python benchmarks/train_throughput.py --backbones mobilenetv3small --images 512 --epochs 2 --rounds 2
     python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --epochs 8 --rounds 4
-    python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --skip-steps 24 \
-        --steps-per-execution 8 --baseline-steps-per-execution 8   # 8 batches per compiled call
+    python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --steps-per-execution 8
 
 Data: ``--data`` holds ``pbc96/train`` (default ``<repo>/../shared/data``); without it the bundled
 800-image sample is used.
