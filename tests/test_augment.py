@@ -171,6 +171,42 @@ def test_augmix_runs_whole_inside_an_xla_program(cells):
     assert np.abs(ref - cells).mean() > 1.0  # it did augment
 
 
+def _augmenters_built_with_defaults() -> list[str]:
+    import inspect
+
+    from bloodcell.augment.base import Augmenter
+    from bloodcell.augment.domain import DomainAugmenter
+
+    names = []
+    for name in bc.augment.__all__:
+        obj = getattr(bc.augment, name)
+        if not inspect.isclass(obj) or not issubclass(obj, Augmenter) or obj in (Augmenter, DomainAugmenter):
+            continue
+        try:
+            obj()
+        except TypeError:  # needs arguments: Compose, MultiView, ImgaugAugmenter
+            continue
+        names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _augmenters_built_with_defaults())
+def test_augmenters_that_claim_xla_run_inside_xla(cells, name):
+    # Keras compiles a model with XLA (jit_compile="auto", on a GPU) only when every layer's
+    # supports_jit is true; an augmenter that claims it must run inside an XLA program.
+    aug = getattr(bc.augment, name)(seed=3)
+    model = keras.Sequential([keras.Input((96, 96, 3)), aug])
+    supported = all(layer.supports_jit for layer in model._flatten_layers())
+    x = tf.constant(cells[:4], tf.float32)
+    inside = tf.function(aug.augment_images, jit_compile=True, autograph=False)
+    if supported:
+        out = inside(x, tf.constant([1, 2], tf.int64)).numpy()
+        assert out.shape == x.shape and np.isfinite(out).all()
+    else:
+        with pytest.raises((tf.errors.InvalidArgumentError, tf.errors.UnimplementedError)):
+            inside(x, tf.constant([1, 2], tf.int64))
+
+
 @pytest.mark.parametrize("alpha", [0.3, 1.0, 3.0])
 def test_mixing_weights_follow_the_gamma_distribution(alpha):
     from scipy import stats

@@ -242,6 +242,7 @@ class RandomIllumination(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
+        self.supports_jit = False  # bicubic resizing has no XLA kernel
         self.max_vignetting = check_number("max_vignetting", max_vignetting, 0.0, 0.95)
         self.max_unevenness = check_number("max_unevenness", max_unevenness, 0.0, 2.0)
         self.grid = check_number("grid", grid, 2, 16, integer=True)

@@ -54,6 +54,7 @@ class ImgaugAugmenter(Augmenter):
         self, pipeline: Any, *, seed: int | None = None, name: str | None = None, **kwargs: Any
     ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
+        self.supports_jit = False  # NumPy code through tf.numpy_function
         iaa = import_imgaug()
         if not isinstance(pipeline, iaa.Augmenter):
             raise ConfigurationError(

@@ -298,6 +298,7 @@ class RandomJPEG(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
+        self.supports_jit = False  # JPEG encoding has no XLA kernel
         self.min_quality = check_number("min_quality", min_quality, 1, 95, integer=True)
 
     def quality_range(self) -> tuple[int, int]:
@@ -365,6 +366,7 @@ class RandomResample(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
+        self.supports_jit = False  # tf.image.resize with antialias: no XLA kernel (ScaleAndTranslate)
         self.min_scale = check_number("min_scale", min_scale, 0.05, 1.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
