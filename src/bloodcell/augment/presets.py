@@ -102,7 +102,7 @@ class RobustAugment(Augmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
-        self.supports_jit = False  # holds RandomJPEG, and draws shapes from the data
+        self.supports_jit = False  # holds RandomJPEG, RandomResample and RandomIllumination
         self.severity = check_number("severity", severity, 0.0, MAX_SEVERITY)
         if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
             raise ConfigurationError(f"ops must be a non-empty list of names from {ROBUST_OPS}, got {ops!r}.")
