@@ -30,6 +30,7 @@ Usage::
     python benchmarks/train_throughput.py --backbones mobilenetv3small --images 512 --epochs 2 --rounds 2
     python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --epochs 8 --rounds 4
     python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --steps-per-execution 8
+    python benchmarks/train_throughput.py --backbones mobilenetv3small --interleave --intra-op-threads 1
 
 Data: ``--data`` holds ``pbc96/train`` (default ``<repo>/../shared/data``); without it the bundled
 800-image sample is used.
@@ -96,6 +97,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="the baseline's steps_per_execution (default: %(default)s, Keras's default)",
+    )
+    p.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow's threads within one op, for both sides (default: 0, TensorFlow's choice)",
+    )
+    p.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow's ops run at once, for both sides (default: 0, TensorFlow's choice)",
     )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return p.parse_args(argv)
@@ -318,11 +331,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "--steps-per-execution and --baseline-steps-per-execution must be at least 1, got "
             f"{args.steps_per_execution} and {args.baseline_steps_per_execution}."
         )
+    if min(args.intra_op_threads, args.inter_op_threads) < 0:
+        raise SystemExit(
+            "--intra-op-threads and --inter-op-threads must be 0 (TensorFlow's choice) or more, got "
+            f"{args.intra_op_threads} and {args.inter_op_threads}."
+        )
     import keras
     import numpy as np
+    import tensorflow as tf
 
     import bloodcell as bc
 
+    # Process-wide, and only before TensorFlow runs its first op: so both sides share them.
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     results = []
     for backbone in args.backbones:
         n = args.images or (640 if "v2s" in backbone.lower() else 2048)
@@ -388,6 +410,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "steps_per_execution": args.steps_per_execution,
             "baseline_steps_per_execution": args.baseline_steps_per_execution,
             "skip_steps": args.skip_steps if args.interleave else None,
+            "intra_op_threads": args.intra_op_threads,
+            "inter_op_threads": args.inter_op_threads,
             "baseline_img_s": round(float(np.median(speeds["baseline"])), 1),
             "trainer_img_s": round(float(np.median(speeds["trainer"])), 1),
             "ratio": round(order_balanced(ratios), 3),
