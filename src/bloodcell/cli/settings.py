@@ -44,6 +44,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "split_seed": 0,
     "limit": None,
     "verbose": "auto",
+    "intra_op_threads": None,
+    "inter_op_threads": None,
 }
 # Flags that set a Config field of the same name.
 CONFIG_FLAGS = (
@@ -82,6 +84,8 @@ class TrainSettings:
     split_seed: int = 0
     limit: int | None = None
     verbose: int | str = "auto"
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}

@@ -99,6 +99,19 @@ def add_parser(sub: Any) -> None:
         "--limit", type=int, metavar="N", help="use at most N images of each class (quick trials)"
     )
 
+    speed = parser.add_argument_group(
+        "speed (TensorFlow's CPU threads; the results may differ in the last digits)"
+    )
+    speed.add_argument(
+        "--intra-op-threads",
+        type=int,
+        metavar="N",
+        help="threads per op (default: TensorFlow's choice); 1 trained MobileNetV3Small 1.3x as fast on 2 cores",
+    )
+    speed.add_argument(
+        "--inter-op-threads", type=int, metavar="N", help="ops run at once (default: TensorFlow's choice)"
+    )
+
     out = parser.add_argument_group("output")
     out.add_argument("--seed", type=int, metavar="K", help="seed of weights, data order and augmentation (0)")
     out.add_argument("--out", metavar="DIR", help="folder of runs (runs)")
@@ -216,6 +229,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(settings_mod.as_toml(settings), end="")
         return 0
+    from bloodcell.training.threads import set_cpu_threads
+
+    # Before any TensorFlow work: TensorFlow fixes its thread pools when it runs its first op.
+    set_cpu_threads(settings.intra_op_threads, settings.inter_op_threads)
     if settings.data is None:
         raise ConfigurationError(f"bloodcell train needs --data: {DATA_HELP}.")
     for source in (settings.data, settings.val_data, settings.test_data):

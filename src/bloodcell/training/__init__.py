@@ -1,5 +1,5 @@
-"""Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule, precise BatchNorm
-and distribution helpers.
+"""Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule, precise BatchNorm,
+distribution helpers and TensorFlow's CPU threads.
 
 Example:
     >>> import bloodcell as bc
@@ -19,6 +19,7 @@ from bloodcell.training.distribute import (
     worker_id,
 )
 from bloodcell.training.schedules import WarmupCosine
+from bloodcell.training.threads import set_cpu_threads
 from bloodcell.training.trainer import BALANCE_OPTIONS, OPTIMIZERS, Trainer
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "multi_worker_strategy",
     "num_replicas",
     "recalibrate_batchnorm",
+    "set_cpu_threads",
     "worker_id",
 ]

@@ -1,0 +1,79 @@
+"""TensorFlow's CPU thread pools, set before TensorFlow starts, with a clear error when it is too late.
+
+TensorFlow runs each op on up to *intra-op* threads and up to *inter-op* ops at once, and picks
+both from the number of cores. On the project's 2-core machine, one thread per op
+(``intra_op=1``) trained MobileNetV3Small about 1.3 times as fast as TensorFlow's defaults, with
+AugMix in the input pipeline or without it (``benchmarks/RESULTS.md``, "Trainer throughput"). The
+setting is process-wide and fixed once TensorFlow has run its first op, which is why it is a
+function to call first rather than a Trainer option.
+"""
+
+from __future__ import annotations
+
+from bloodcell.errors import ConfigurationError
+
+__all__ = ["set_cpu_threads"]
+
+
+def _check(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigurationError(
+            f"{name} must be None (leave it), 0 (TensorFlow's choice) or a positive number of threads, "
+            f"got {value!r}."
+        )
+
+
+def set_cpu_threads(intra_op: int | None = None, inter_op: int | None = None) -> tuple[int, int]:
+    """Set TensorFlow's threads per op (``intra_op``) and ops at once (``inter_op``).
+
+    Call it first, before loading data with TensorFlow, building a model or making any tensor:
+    TensorFlow fixes its thread pools when it runs its first op. ``None`` leaves a setting as it
+    is; 0 means TensorFlow's choice (from the number of cores). Calling it again with the values
+    already in force is allowed at any time.
+
+    Args:
+        intra_op: Threads one op may use. 1 suits small models on a few cores.
+        inter_op: Ops that may run at the same time.
+
+    Returns:
+        The settings now in force, ``(intra_op, inter_op)`` (0: TensorFlow's choice).
+
+    Raises:
+        ConfigurationError: a value that is not a count of threads, or TensorFlow has already
+            started with other values.
+
+    Example (in a fresh process)::
+
+        import bloodcell as bc
+        bc.training.set_cpu_threads(intra_op=1)   # before anything else runs
+        trainer = bc.Trainer(bc.build_classifier("mobilenetv3small", weights=None))
+    """
+    _check("intra_op", intra_op)
+    _check("inter_op", inter_op)
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    wanted = {
+        "intra_op": (
+            intra_op,
+            threading.get_intra_op_parallelism_threads,
+            threading.set_intra_op_parallelism_threads,
+        ),
+        "inter_op": (
+            inter_op,
+            threading.get_inter_op_parallelism_threads,
+            threading.set_inter_op_parallelism_threads,
+        ),
+    }
+    for name, (value, get, set_) in wanted.items():
+        if value is None or value == get():
+            continue  # TensorFlow also accepts an unchanged value after it has started
+        try:
+            set_(value)
+        except RuntimeError as err:
+            raise ConfigurationError(
+                f"TensorFlow has already started with {name}={get()} (0: its choice), so {name}={value} "
+                "cannot be set any more. Call set_cpu_threads() first in a fresh process, before loading "
+                "data, building a model or making any tensor."
+            ) from err
+    return threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
