@@ -342,7 +342,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     import bloodcell as bc
 
-    # Process-wide, and only before TensorFlow runs its first op: so both sides share them.
+    # Process-wide, and only before TensorFlow runs its first op: so both sides share them. TensorFlow's
+    # own calls rather than bc.training.set_cpu_threads, so that benchmarks/revisions.py can run this
+    # script against library revisions that predate it.
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     results = []
