@@ -30,7 +30,7 @@ def test_report_matches_sklearn():
     pred = prob.argmax(1)
     assert r.n == len(y)
     assert r.accuracy == pytest.approx(skm.accuracy_score(y, pred))
-    assert r.balanced_accuracy == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert r.balanced_accuracy == pytest.approx(r.recall_macro)  # both: mean recall over present classes
     assert r.f1_macro == pytest.approx(skm.f1_score(y, pred, average="macro"))
     assert r.precision_weighted == pytest.approx(skm.precision_score(y, pred, average="weighted"))
     assert r.recall_macro == pytest.approx(skm.recall_score(y, pred, average="macro"))
@@ -215,3 +215,94 @@ def test_per_class_f1_plot(tmp_path):
     assert Image.open(path).format == "PNG"
     with pytest.raises(ConfigurationError):
         bc.plots.per_class_f1(a, tmp_path / "x.png", metric="kappa")
+
+
+# ---------------------------------------------------------------------- classes absent from the labels
+def test_perfect_predictions_on_two_of_eight_classes_score_one():
+    names = bc.classes.CLASS_NAMES
+    y = np.array([0, 0, 0, 5, 5])
+    r = Report.from_predictions(y, np.eye(8)[y])
+    assert (r.precision_macro, r.recall_macro, r.f1_macro) == (1.0, 1.0, 1.0)
+    assert (r.precision_weighted, r.recall_weighted, r.f1_weighted) == (1.0, 1.0, 1.0)
+    assert r.balanced_accuracy == 1.0 and r.accuracy == 1.0
+    assert r.absent_classes == ("eosinophil", "erythroblast", "ig", "lymphocyte", "neutrophil", "platelet")
+    # every class stays in the per-class table and the confusion matrix
+    assert list(r.per_class) == list(names)
+    assert r.per_class[names[1]] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "roc_auc": pytest.approx(math.nan, nan_ok=True),
+        "support": 0,
+    }
+    assert r.confusion_matrix.shape == (8, 8) and r.confusion_matrix.sum() == 5
+
+
+def test_mixed_case_matches_sklearn_over_present_classes():
+    y, prob = _predictions(11, signal=0.8)
+    keep = ~np.isin(y, [2, 6, 7])
+    y, prob = y[keep], prob[keep]
+    pred = prob.argmax(1)
+    present = np.unique(y)
+    # the case must hold predictions of absent classes, or it would not test their handling
+    assert np.isin(pred, [2, 6, 7]).sum() > 5
+    r = Report.from_predictions(y, prob)
+    for average in ("macro", "weighted"):
+        p, rc, f, _ = skm.precision_recall_fscore_support(
+            y, pred, labels=present, average=average, zero_division=0.0
+        )
+        assert getattr(r, f"precision_{average}") == pytest.approx(p)
+        assert getattr(r, f"recall_{average}") == pytest.approx(rc)
+        assert getattr(r, f"f1_{average}") == pytest.approx(f)
+    # not the average over all eight classes, nor sklearn's default (the classes of y and pred)
+    f_all = skm.f1_score(y, pred, labels=np.arange(8), average="macro", zero_division=0.0)
+    assert r.f1_macro == pytest.approx(f_all * 8 / len(present))
+    assert r.f1_macro != pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0.0))
+    # a prediction of an absent class is still an error
+    assert r.accuracy == pytest.approx(np.mean(pred == y)) and r.accuracy < 1
+    assert r.balanced_accuracy == pytest.approx(r.recall_macro)  # both: mean recall over present classes
+    assert r.absent_classes == ("erythroblast", "neutrophil", "platelet")
+    for name in r.absent_classes:
+        assert r.per_class[name]["support"] == 0 and r.per_class[name]["precision"] == 0.0
+    assert r.confusion_matrix[:, [2, 6, 7]].sum() == np.isin(pred, [2, 6, 7]).sum()
+
+
+def test_absent_classes_survive_a_json_round_trip(tmp_path):
+    y, prob = _predictions(12)
+    keep = y >= 3
+    r = Report.from_predictions(y[keep], prob[keep])
+    path = tmp_path / "report.json"
+    r.to_json(path)
+    assert json.loads(path.read_text())["absent_classes"] == ["basophil", "eosinophil", "erythroblast"]
+    again = Report.from_json(path)
+    assert again.absent_classes == ("basophil", "eosinophil", "erythroblast")
+    assert again.to_dict() == r.to_dict()
+    full = Report.from_predictions(*_predictions(12))
+    assert Report.from_json(full.to_json()).absent_classes == ()
+
+
+def test_report_saved_without_absent_classes_still_loads():
+    y, prob = _predictions(13)
+    keep = ~np.isin(y, [3, 7])
+    data = Report.from_predictions(y[keep], prob[keep]).to_dict()
+    del data["absent_classes"]  # the format saved before reports named them
+    old = Report.from_dict(data)
+    assert old.absent_classes == ("ig", "platelet")
+    assert old.f1_macro == data["f1_macro"]
+
+
+def test_saved_absent_classes_must_be_known_classes():
+    y, prob = _predictions(14)
+    data = Report.from_predictions(y, prob).to_dict()
+    data["absent_classes"] = ["macrophage"]
+    with pytest.raises(InvalidDataError, match="macrophage"):
+        Report.from_dict(data)
+
+
+def test_str_names_absent_classes_only_when_there_are_some():
+    line = "absent from the labels (not in the macro averages)"
+    y, prob = _predictions(15)
+    assert line not in str(Report.from_predictions(y, prob))
+    keep = ~np.isin(y, [2, 3, 7])
+    text = str(Report.from_predictions(y[keep], prob[keep]))
+    assert f"  {line}: erythroblast, ig, platelet" in text.splitlines()

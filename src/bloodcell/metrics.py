@@ -31,7 +31,7 @@ from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataE
 
 __all__ = ["Report", "Summary", "evaluate", "summarize", "SUMMARY_METRICS"]
 
-# The columns of the seed report's Table 1 (macro averages: every class counts the same).
+# The columns of the seed report's Table 1 (macro averages: every class in the labels counts the same).
 SUMMARY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 
 _METRIC_LABELS = {
@@ -61,14 +61,32 @@ class Report:
         class_names: Class names, in label order.
         n: Number of images evaluated.
         accuracy: Fraction of correct top-1 predictions.
-        balanced_accuracy: Mean per-class recall (insensitive to class imbalance).
-        precision_macro, recall_macro, f1_macro: Unweighted means over classes.
+        balanced_accuracy: Mean recall over the classes present in the labels (insensitive to class
+            imbalance).
+        precision_macro, recall_macro, f1_macro: Unweighted means over the classes present in the labels.
         precision_weighted, recall_weighted, f1_weighted: Means weighted by class support.
-        per_class: ``{class name: {"precision", "recall", "f1", "roc_auc", "support"}}``.
-        confusion_matrix: Counts, rows = true class, columns = predicted class.
+        per_class: ``{class name: {"precision", "recall", "f1", "roc_auc", "support"}}`` for every class,
+            absent ones included (support 0, precision, recall and F1 0, ROC-AUC NaN).
+        confusion_matrix: Counts (C × C, every class), rows = true class, columns = predicted class.
         roc_auc_ovr: Macro mean of the one-vs-rest ROC-AUC of each class present in the labels.
         log_loss: Cross-entropy of the predicted probabilities (natural log).
+        absent_classes: The classes of ``class_names`` that no true label holds, in class order.
         y_true, y_prob: The labels and predicted probabilities the report was computed from.
+
+    Every average over classes (macro and weighted precision, recall and F1, balanced accuracy,
+    ROC-AUC) runs over the classes present in the true labels, as scikit-learn does when given
+    ``labels=`` those classes: a test set holding 2 of the 8 classes is scored on those 2, not
+    diluted by 6 zeros. A prediction of an absent class still counts: it is an error for accuracy
+    and a miss (lower recall) for its true class, but no class in the averages gets it as a false
+    positive. ``per_class`` and the confusion matrix keep every class.
+
+    Example:
+        >>> y_true = [0, 0, 1]  # class "c" is absent; one "a" is predicted as "c"
+        >>> report = Report.from_predictions(y_true, np.eye(3)[[0, 2, 1]], class_names=("a", "b", "c"))
+        >>> report.absent_classes
+        ('c',)
+        >>> round(report.accuracy, 3), report.precision_macro, report.recall_macro, round(report.f1_macro, 3)
+        (0.667, 1.0, 0.75, 0.833)
     """
 
     class_names: tuple[str, ...]
@@ -85,6 +103,7 @@ class Report:
     confusion_matrix: np.ndarray
     roc_auc_ovr: float
     log_loss: float
+    absent_classes: tuple[str, ...]
     y_true: np.ndarray | None = field(default=None, repr=False, compare=False)
     y_prob: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -148,9 +167,13 @@ class Report:
             for k, name in enumerate(names)
         }
 
+        # Averages over the classes in the labels only: an absent class has no recall to average, and
+        # counting it as 0 would score a perfect model on 2 of 8 classes at 25 %.
+        present = np.unique(true)
+
         def averaged(average: str) -> tuple[float, float, float]:
             p, r, f, _ = skm.precision_recall_fscore_support(
-                true, pred, labels=labels, average=average, zero_division=0.0
+                true, pred, labels=present, average=average, zero_division=0.0
             )
             return float(p), float(r), float(f)
 
@@ -178,6 +201,7 @@ class Report:
             confusion_matrix=skm.confusion_matrix(true, pred, labels=labels),
             roc_auc_ovr=float(defined.mean()) if defined.size else math.nan,
             log_loss=float(skm.log_loss(true, prob, labels=labels)),
+            absent_classes=tuple(name for k, name in enumerate(names) if support[k] == 0),
             y_true=true,
             y_prob=prob,
         )
@@ -222,6 +246,7 @@ class Report:
             "per_class": {k: {m: _json_float(v) for m, v in d.items()} for k, d in self.per_class.items()},
             "confusion_matrix": self.confusion_matrix.tolist(),
             "confusion_matrix_normalized": np.round(self.confusion_matrix_normalized, 6).tolist(),
+            "absent_classes": list(self.absent_classes),
         }
         if include_predictions and self.y_true is not None and self.y_prob is not None:
             out["y_true"] = self.y_true.tolist()
@@ -241,15 +266,22 @@ class Report:
         try:
             y_true = np.asarray(data["y_true"], np.int64) if "y_true" in data else None
             y_prob = np.asarray(data["y_prob"], np.float64) if "y_prob" in data else None
-            return cls(
-                class_names=tuple(data["class_names"]),
+            class_names = tuple(data["class_names"])
+            per_class = {
+                k: {m: (int(v) if m == "support" else _from_json_float(v)) for m, v in d.items()}
+                for k, d in data["per_class"].items()
+            }
+            if "absent_classes" in data:
+                absent = tuple(data["absent_classes"])
+            else:  # saved before reports named them: the classes with no true label
+                absent = tuple(k for k, d in per_class.items() if d["support"] == 0)
+            report = cls(
+                class_names=class_names,
                 n=int(data["n"]),
                 **{name: _from_json_float(data[name]) for name in _METRIC_LABELS},
-                per_class={
-                    k: {m: (int(v) if m == "support" else _from_json_float(v)) for m, v in d.items()}
-                    for k, d in data["per_class"].items()
-                },
+                per_class=per_class,
                 confusion_matrix=np.asarray(data["confusion_matrix"], np.int64),
+                absent_classes=absent,
                 y_true=y_true,
                 y_prob=y_prob,
             )
@@ -257,6 +289,14 @@ class Report:
             raise InvalidDataError(
                 f"Not a saved bloodcell Report ({err!r}); save one with Report.to_json()."
             ) from err
+        unknown = [c for c in report.absent_classes if c not in class_names]
+        if unknown:
+            raise InvalidDataError(
+                f"The saved report's absent_classes {unknown} are not among its class_names "
+                f"{list(class_names)}; the file was edited or damaged: save the report again with "
+                "Report.to_json()."
+            )
+        return report
 
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> Report:
@@ -274,9 +314,12 @@ class Report:
             f"  weighted  precision {self.precision_weighted:7.2%}  recall {self.recall_weighted:7.2%}  "
             f"F1 {self.f1_weighted:7.2%}",
             f"  ROC-AUC (one-vs-rest, macro) {self.roc_auc_ovr:.4f}    log-loss {self.log_loss:.4f}",
-            "",
-            f"  {'class':<{width}}  precision  recall      F1   ROC-AUC  support",
         ]
+        if self.absent_classes:
+            lines.append(
+                "  absent from the labels (not in the macro averages): " + ", ".join(self.absent_classes)
+            )
+        lines += ["", f"  {'class':<{width}}  precision  recall      F1   ROC-AUC  support"]
         for name, m in self.per_class.items():
             lines.append(
                 f"  {name:<{width}}  {m['precision']:9.2%}  {m['recall']:6.2%}  {m['f1']:6.2%}  "
