@@ -3,7 +3,9 @@
 import hashlib
 import http.server
 import io
+import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 
 from bloodcell.datasets import (
     DatasetSplits,
+    decode_image,
     load,
     load_folder,
     load_medmnist,
@@ -350,3 +353,80 @@ def test_decoding_bytes_reports_the_problem():
     assert decode_image(buf.getvalue())[0, 0].tolist() == [0, 0, 255]
     with pytest.raises(UnreadableFileError, match="cannot decode"):
         decode_image(b"\x00\x01garbage")
+
+
+# -- files that are not what they claim ----------------------------------------------------------
+def test_npz_that_is_no_zip_archive_says_what_it_looks_like(tmp_path):
+    jpeg = next((write_sample_folder(tmp_path / "pbc", per_class=1) / "basophil").iterdir())
+    (tmp_path / "jpeg.npz").write_bytes(jpeg.read_bytes())
+    (tmp_path / "text.npz").write_text("images,labels\n0,basophil\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "array.npy", load_sample(per_class=1).images)
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    looks = {"jpeg": "a JPEG image", "text": "a text file", "empty": "empty", "array": "a single .npy array"}
+    for name, what in looks.items():
+        with pytest.raises(UnreadableFileError, match=r"is not an \.npz \(zip\) archive") as err:
+            load_npz(tmp_path / f"{name}.npz")
+        assert what in str(err.value) and f"{name}.npz" in str(err.value)
+        assert "allow_pickle" not in str(err.value) and "pickle.load" not in str(err.value)
+
+
+def test_class_folder_without_images_is_refused(tmp_path):
+    root = write_sample_folder(tmp_path / "pbc", per_class=2)
+    for f in (root / "monocyte").iterdir():
+        f.unlink()
+    with pytest.raises(EmptyDatasetError, match="monocyte") as err:
+        load_folder(root)
+    message = str(err.value)
+    assert ".jpg" in message and ".png" in message and "Add images" in message and "remove" in message
+    (root / "monocyte" / "cell.gif").write_bytes(b"GIF89a")  # a file with an ending load_folder skips
+    with pytest.raises(EmptyDatasetError, match=r"'cell\.gif'.*extensions="):
+        load_folder(root)
+    # A root that simply lacks class folders is a dataset: here the five white-cell classes.
+    (root / "monocyte" / "cell.gif").unlink()
+    write_sample_folder(root, per_class=2)
+    for name in ("erythroblast", "ig", "platelet"):
+        shutil.rmtree(root / name)
+    counts = load_folder(root).class_counts()
+    assert {k: v for k, v in counts.items() if v} == {
+        "basophil": 2,
+        "eosinophil": 2,
+        "lymphocyte": 2,
+        "monocyte": 2,
+        "neutrophil": 2,
+    }
+
+
+def _real_png(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    path = folder / "cell.png"
+    Image.fromarray(load_sample(per_class=1).images[0]).save(path)  # 96×96 = 9,216 pixels
+    return path
+
+
+def test_image_over_pillows_warning_limit_is_refused(tmp_path, monkeypatch):
+    path = _real_png(tmp_path / "pbc" / "basophil")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 96 * 96 - 1)  # Pillow only warns above this
+    for action in ("ignore", "error"):  # whether or not the user made Pillow's warning an error
+        with warnings.catch_warnings():
+            warnings.simplefilter(action, Image.DecompressionBombWarning)
+            with pytest.raises(UnreadableFileError, match="cell.png") as err:
+                decode_image(path)
+        message = str(err.value)
+        assert "9,216 pixels" in message and "9,215" in message and "MAX_IMAGE_PIXELS" in message
+        assert "downscale" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(UnreadableFileError, match=r"96×96 = 9,216 pixels"):
+            load_folder(tmp_path / "pbc")
+
+
+def test_image_over_pillows_error_limit_is_refused(tmp_path, monkeypatch):
+    path = _real_png(tmp_path / "pbc" / "basophil")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 96 * 96 // 2 - 1)  # Pillow raises above twice this
+    with pytest.raises(UnreadableFileError, match="cell.png") as err:
+        decode_image(path)
+    message = str(err.value)
+    assert "9,216 pixels" in message and "4,607" in message and "MAX_IMAGE_PIXELS" in message
+    with pytest.raises(UnreadableFileError, match=r"cell\.png has 9,216 pixels"):
+        load_folder(tmp_path / "pbc")

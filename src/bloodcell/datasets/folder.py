@@ -44,8 +44,9 @@ def list_image_files(
     """Find ``root/<class folder>/**/<image file>`` and the class index of each, in a stable order.
 
     Folder names are normalised (``"Neutrophils"``, ``"IG"``, ``"plt"`` all work); folders that
-    map to no class raise :class:`UnknownClassError` unless ``class_map`` maps them. Hidden files
-    and folders are ignored.
+    map to no class raise :class:`UnknownClassError` unless ``class_map`` maps them, and a class
+    folder without image files raises :class:`EmptyDatasetError` (a root may lack class folders
+    altogether). Hidden files and folders are ignored.
 
     Example:
         >>> list_image_files("/no/such/folder")
@@ -71,6 +72,7 @@ def list_image_files(
         )
     files: list[tuple[Path, int]] = []
     unknown: list[str] = []
+    empty: list[Path] = []
     for sub in subdirs:
         try:
             name = normalize_class_name(class_map.get(sub.name, sub.name), class_names)
@@ -78,15 +80,32 @@ def list_image_files(
             unknown.append(sub.name)
             continue
         label = list(class_names).index(name)
-        files.extend((p, label) for p in _walk_images(sub, exts))
+        found = _walk_images(sub, exts)
+        if not found:
+            empty.append(sub)
+        files.extend((p, label) for p in found)
     if unknown:
         raise UnknownClassError(
             f"folder(s) {unknown} in {os.fspath(root)!r} name no known class ({', '.join(class_names)}). "
             "Rename them, or pass class_map={'folder name': 'class name'}."
         )
-    if not files:
+    if empty:
+        # A class folder without images is most likely a failed copy or a wrong extension; loading
+        # on would silently train without that class.
+        others = [f for sub in empty for f in _walk_images(sub, ("",))]
+        what = (
+            f"class folder {os.fspath(empty[0])!r} holds"
+            if len(empty) == 1
+            else f"class folders {[os.fspath(p) for p in empty]} hold"
+        )
+        hint = (
+            f" Files with other endings are there, e.g. {others[0].name!r}; pass extensions= to read them."
+            if others
+            else ""
+        )
         raise EmptyDatasetError(
-            f"no image files ({', '.join(exts)}) under the class folders of {os.fspath(root)!r}."
+            f"{what} no image files ({', '.join(exts)}).{hint} Add images, or remove the empty "
+            f"folder(s): a root may lack some classes. Received: root={os.fspath(root)!r}."
         )
     return files
 
@@ -170,7 +189,7 @@ def load_folder(
 
     Raises:
         DataFileNotFoundError: ``root`` does not exist.
-        EmptyDatasetError: no class folders or no images.
+        EmptyDatasetError: no class folders, or a class folder without image files.
         UnknownClassError: a folder that names no class.
         UnreadableFileError: a file that cannot be decoded (with ``on_error="raise"``).
 

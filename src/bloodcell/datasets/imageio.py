@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -73,7 +74,8 @@ def decode_image(
     """Decode an image file (or its bytes) to uint8 H×W×3, optionally square-cropped and resized.
 
     Raises:
-        UnreadableFileError: not an image, truncated, or unsupported; the message names the file.
+        UnreadableFileError: not an image, truncated, unsupported, or over Pillow's
+            decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``); the message names the file.
 
     Example:
         >>> buf = io.BytesIO(); Image.new("RGB", (10, 10), "red").save(buf, "PNG")
@@ -83,14 +85,38 @@ def decode_image(
     name = "<bytes>" if isinstance(source, bytes) else os.fspath(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            _check_pixels(img.size, name)
             img.load()  # Image.open is lazy: truncation shows up only here
             return resize_image(img, image_size, crop)
+    except UnreadableFileError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # Pillow refuses images over twice its limit while opening (and raises the warning too
+        # where warnings are errors), before the size can be read from the image.
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise UnreadableFileError(_bomb_message(name, pixels)) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise UnreadableFileError(
             f"cannot decode image {name}: {err}. Remove or replace the file, or load with on_error='skip'."
         ) from err
+
+
+def _check_pixels(size: tuple[int, int], name: str) -> None:
+    """Refuse images over Pillow's decompression-bomb limit, which Pillow itself only warns about."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > limit:
+        raise UnreadableFileError(_bomb_message(name, f"{size[0]}×{size[1]} = {size[0] * size[1]:,} pixels"))
+
+
+def _bomb_message(name: str, pixels: str) -> str:
+    return (
+        f"image {name} has {pixels}, over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
+        "(PIL.Image.MAX_IMAGE_PIXELS), which guards against decompression bombs. Crop or downscale "
+        "the image first; or, if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS before loading."
+    )
 
 
 def resize_images(

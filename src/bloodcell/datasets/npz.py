@@ -43,11 +43,51 @@ def _open_npz(path: str | os.PathLike[str]) -> np.lib.npyio.NpzFile:
             f"{path!r} is a folder, not an .npz file. For class folders of images use load_folder()."
         )
     try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        raise UnreadableFileError(f"cannot open {path!r}: {err}. Check the file's permissions.") from err
+    # Checked before np.load: on anything but a zip archive numpy either returns a bare array
+    # (.npy) or suggests allow_pickle=True, which would run code from an untrusted file.
+    if not head.startswith(_ZIP_MAGIC):
+        raise UnreadableFileError(
+            f"{path!r} is not an .npz (zip) archive: {_describe(head)}. load_npz reads files written "
+            "by np.savez or BloodCellDataset.save_npz; re-create or re-download the file."
+        )
+    try:
         return np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise UnreadableFileError(
             f"cannot read {path!r} as an .npz file: {err}. Is the download complete? Re-create or re-download it."
         ) from err
+
+
+#: How every zip archive starts: a local file header, or the end record of an empty archive.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+_KNOWN_HEADS = (
+    (b"\xff\xd8\xff", "it looks like a JPEG image; load image files with load_folder() or decode_image()"),
+    (b"\x89PNG", "it looks like a PNG image; load image files with load_folder() or decode_image()"),
+    (b"\x93NUMPY", "it looks like a single .npy array; save images and labels together with np.savez"),
+    (b"\x1f\x8b", "it looks like a gzip file; unpack it first"),
+)
+
+
+def _describe(head: bytes) -> str:
+    """What the first bytes of a file suggest it is, for error messages."""
+    if not head:
+        return "it is empty (0 bytes), perhaps an interrupted download"
+    for magic, what in _KNOWN_HEADS:
+        if head.startswith(magic):
+            return what
+    # The read may end inside a multi-byte character, so the last few bytes are not judged.
+    text = head.decode("utf-8", errors="replace")
+    body = text[:-3] if len(head) == 512 else text
+    if "\ufffd" not in body and all(c.isprintable() or c.isspace() for c in body):
+        if "<html" in text.lower() or text.lstrip().lower().startswith("<!doctype"):
+            return f"it looks like an HTML page (an error page saved instead of the data?), starting {text[:40]!r}"
+        return f"it looks like a text file, starting {text[:40]!r}"
+    return f"it starts with the bytes {head[:8]!r}"
 
 
 def _read(npz: np.lib.npyio.NpzFile, key: str, path: str) -> np.ndarray:
