@@ -265,7 +265,10 @@ def test_two_phase_run_fine_tunes_the_end_of_the_backbone(tiny_backbone, splits,
     )
     assert result.history["epoch"] == [0, 1]
     assert result.history["learning_rate"][1] == pytest.approx(1e-3)
-    assert (result.directory / "train" / "fine_tune" / "best.keras").exists()
+    # Each phase's log stays; its resume state and checkpoint go once model.keras holds the weights.
+    for phase in ("fit", "fine_tune"):
+        kept = sorted(p.name for p in (result.directory / "train" / phase).iterdir())
+        assert kept == ["history.json", "log.csv"], kept
     model = result.load_model()
     flags = {layer.name: layer.trainable for layer in _weighted_layers(model)}
     assert flags["conv2"] and not flags["conv1"] and not flags["conv0"]

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 import bloodcell as bc
-from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, PixelRangeWarning
+from bloodcell.errors import (
+    ConfigurationError,
+    DataFileNotFoundError,
+    InvalidDataError,
+    PixelRangeWarning,
+    UnreadableFileError,
+)
 from bloodcell.export import TFLiteModel, export, load, save, to_savedmodel, to_submission, to_tflite
 
 TINY = "export_test_cnn"
@@ -86,14 +92,16 @@ def test_save_and_load_round_trip(model, images, expected, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary file left
 
 
-def test_save_and_load_refuse_other_formats(model, tmp_path):
+def test_save_and_load_refuse_other_formats(model, savedmodel_dir, tmp_path):
     with pytest.raises(ConfigurationError, match=r"end in '\.keras'.*model\.keras"):
         save(model, tmp_path / "model.h5")
     assert not list(tmp_path.iterdir())
-    with pytest.raises(ConfigurationError, match="tf.saved_model.load"):
+    with pytest.raises(UnreadableFileError, match="is a folder, not a model file"):
         load(tmp_path)
+    with pytest.raises(UnreadableFileError, match="SavedModel folder.*tf.saved_model.load"):
+        load(savedmodel_dir)
     (tmp_path / "model.tflite").write_bytes(b"")
-    with pytest.raises(ConfigurationError, match="TFLiteModel"):
+    with pytest.raises(UnreadableFileError, match="TFLiteModel"):
         load(tmp_path / "model.tflite")
     with pytest.raises(DataFileNotFoundError, match="missing.keras"):
         load(tmp_path / "missing.keras")
@@ -242,6 +250,8 @@ def test_export_dispatches_and_takes_a_keras_file(model, images, expected, tmp_p
     np.testing.assert_allclose(served.serve(images).numpy(), expected, atol=1e-5)
     with pytest.raises(ConfigurationError, match="keras, savedmodel, tflite, submission"):
         export(model, tmp_path / "model.onnx", format="onnx")
-    with pytest.raises(ConfigurationError, match="format='keras' takes the options none.*quantize"):
+    with pytest.raises(
+        ConfigurationError, match="format='keras' takes the options.*include_optimizer.*quantize"
+    ):
         export(model, tmp_path / "model2.keras", quantize="dynamic")
     assert not (tmp_path / "model2.keras").exists()

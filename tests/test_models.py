@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -194,3 +196,18 @@ def _from_scratch_accuracy(train, val, *, batchnorm_momentum, epochs: int) -> fl
     train_ds = bc.datasets.to_tf_dataset(train, batch_size=32, shuffle=True, seed=0)
     model.fit(train_ds, epochs=epochs, shuffle=False, verbose=0)  # the pipeline shuffles
     return float(model.evaluate(val.images, val.labels, verbose=0, return_dict=True)["accuracy"])
+
+
+def test_every_module_that_registers_keras_objects_is_imported_by_the_loader():
+    """A module missing from the list would leave its classes unknown to a fresh process's loader."""
+    import re
+
+    from bloodcell._keras_objects import KERAS_OBJECT_MODULES
+
+    src = Path(bc.__file__).resolve().parent
+    registering = {
+        "bloodcell." + ".".join(path.relative_to(src).with_suffix("").parts)
+        for path in src.rglob("*.py")
+        if re.search(r"^@keras\.saving\.register_keras_serializable", path.read_text(), re.MULTILINE)
+    }
+    assert registering and set(KERAS_OBJECT_MODULES) == registering

@@ -5,10 +5,10 @@ schedule, epochs) plus the data and a seed. Each run writes a folder::
 
     <output_dir>/<name>/seed<k>/
         config.json      the Config, as saved
-        train/           the Trainer's checkpoints, logs and resume state
+        train/           the Trainer's logs (its resume state, while the run is unfinished)
         history.json     per-epoch loss, accuracy, learning rate (all phases)
         report.json      the test-set Report, predictions included
-        model.keras      the trained model (loads in Keras safe mode)
+        model.keras      the trained model, without optimizer state (bloodcell.models.load_model)
         confusion_matrix.png, training_curves.png
         result.json      written last: its presence means the run finished
 
@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bloodcell._io import atomic_path, atomic_write_text
+from bloodcell._io import atomic_write_text
+from bloodcell._validation import check_seed
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError, UnknownNameError
 from bloodcell.metrics import SUMMARY_METRICS, Report, Summary, summarize
+from bloodcell.training.monitors import check_monitor
 
 __all__ = ["Config", "RunResult", "PRESETS", "run", "compare", "AUGMENTERS"]
 
@@ -135,6 +137,7 @@ class Config:
                 raise ConfigurationError(f"Config.{name} must be a positive integer, got {value!r}.")
         if not isinstance(self.fine_tune_epochs, int) or self.fine_tune_epochs < 0:
             raise ConfigurationError(f"Config.fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}.")
+        check_monitor(self.monitor)
         if self.stain_normalization not in (None, "macenko", "reinhard"):
             raise ConfigurationError(
                 f"stain_normalization must be 'macenko', 'reinhard' or None, got {self.stain_normalization!r}."
@@ -311,10 +314,10 @@ class RunResult:
         return self.directory / "model.keras"
 
     def load_model(self) -> Any:
-        """The trained model (Keras safe mode)."""
-        import keras
+        """The trained model (:func:`bloodcell.models.load_model`, Keras safe mode)."""
+        from bloodcell.models import load_model
 
-        return keras.saving.load_model(self.model_path, safe_mode=True)
+        return load_model(self.model_path)
 
 
 def _slug(name: str) -> str:
@@ -383,6 +386,7 @@ def run(
     for label, data in (("train", train), ("val", val)):
         if not isinstance(data, BloodCellDataset):
             raise InvalidDtypeError(f"{label} must be a BloodCellDataset, got {type(data).__name__}.")
+    seed = check_seed(seed)
     if test is None:
         test = val
     name = name or f"{config.backbone}-{config.fingerprint()}"
@@ -421,8 +425,7 @@ def run(
     report = bc.metrics.evaluate(model, test, batch_size=config.batch_size)
     seconds = time.perf_counter() - start
 
-    with atomic_path(directory / "model.keras") as tmp:
-        model.save(tmp)
+    bc.models.save_model(model, directory / "model.keras")
     atomic_write_text(directory / "history.json", json.dumps(trainer.history, indent=1) + "\n")
     report.to_json(directory / "report.json", include_predictions=True)
     if plots:
@@ -449,7 +452,20 @@ def run(
         )
         + "\n",
     )
+    _drop_resume_state(directory / "train")
     return RunResult(name, int(seed), config, report, dict(trainer.history), directory, seconds)
+
+
+def _drop_resume_state(train_dir: Path) -> None:
+    """Remove the Trainer's resume state and checkpoints of a finished run: ``model.keras`` holds its weights.
+
+    A finished run is loaded from its ``result.json``, ``report.json`` and ``model.keras``, never
+    resumed, so keeping the optimizer's state and the best-epoch copies would only store the
+    weights three times over. The logs (``log.csv``, ``history.json``) stay.
+    """
+    for phase in sorted(p for p in train_dir.iterdir() if p.is_dir()) if train_dir.is_dir() else ():
+        for file in (phase / "state.json", *phase.glob("variables-*.npz"), phase / "best.keras"):
+            file.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- many runs
@@ -509,7 +525,7 @@ def compare(
     slugs = [_slug(k) for k in configs]
     if len(set(slugs)) != len(slugs):
         raise ConfigurationError(f"compare(): names {list(configs)} give clashing folder names.")
-    seeds = [int(s) for s in seeds]
+    seeds = [check_seed(s, "seeds") for s in seeds]
     if not seeds:
         raise ConfigurationError("compare() needs at least one seed.")
     train, val_set, test_set = _as_splits(data, val, test, split_seed)

@@ -68,16 +68,9 @@ _SAVEDMODEL_DIR = "saved_model"  # inside the submission zip
 
 # -- models in, paths out ------------------------------------------------------------------------
 def _as_model(model: Any) -> Any:
-    """A Keras model, loading it first when given the path of a ``.keras`` file."""
-    import keras
+    from bloodcell.models import as_model
 
-    if isinstance(model, (str, os.PathLike)):
-        return load(model)
-    if not isinstance(model, keras.Model):
-        raise InvalidDtypeError(
-            f"Expected a keras.Model or the path of a .keras file, got {type(model).__name__}."
-        )
-    return model
+    return as_model(model)
 
 
 def _image_size(model: Any) -> tuple[int | None, int | None]:
@@ -93,14 +86,16 @@ def _image_size(model: Any) -> tuple[int | None, int | None]:
 
 
 # -- .keras ----------------------------------------------------------------------------------------
-def save(model: Any, path: str | os.PathLike[str]) -> Path:
-    """Save a model to a ``.keras`` file, atomically (an existing file is replaced only on success).
+def save(model: Any, path: str | os.PathLike[str], *, include_optimizer: bool = False) -> Path:
+    """Save a model to a ``.keras`` file, atomically (see :func:`bloodcell.models.save_model`).
 
     The file holds bloodcell's own layer classes, so reading it back needs bloodcell (:func:`load`).
+    Without ``include_optimizer`` it holds the inference model only (no optimizer state).
 
     Args:
-        model: The Keras model.
+        model: The Keras model, or the path of a ``.keras`` file.
         path: The file to write; its name must end in ``.keras``.
+        include_optimizer: Also save the optimizer and compile settings.
 
     Returns:
         The path written.
@@ -114,23 +109,17 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
         >>> bool(np.allclose(load(path)(images), model(images)))
         True
     """
-    model = _as_model(model)
-    path = Path(path).expanduser()
-    if path.suffix != ".keras":
-        raise ConfigurationError(
-            f"A Keras model file must end in '.keras', got {str(path)!r}; use e.g. {str(path.with_suffix('.keras'))!r}."
-        )
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-    return path
+    from bloodcell.models import save_model
+
+    return save_model(_as_model(model), path, include_optimizer=include_optimizer)
 
 
 def load(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
-    """Load a ``.keras`` model in Keras's safe mode (see :func:`bloodcell.models.load_model`).
+    """Load a ``.keras`` model in Keras's safe mode: :func:`bloodcell.models.load_model`.
 
     Args:
         path: A ``.keras`` file written by :func:`save` (or by ``model.save``).
-        compile: Restore the optimizer, loss and metrics it was compiled with.
+        compile: Restore the optimizer, loss and metrics it was saved with, if any.
 
     Returns:
         The Keras model.
@@ -139,20 +128,10 @@ def load(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
         >>> load("no/such/model.keras")
         Traceback (most recent call last):
         ...
-        bloodcell.errors.DataFileNotFoundError: Model file 'no/such/model.keras' does not exist.
+        bloodcell.errors.DataFileNotFoundError: no such model file: 'no/such/model.keras'.
     """
     from bloodcell.models import load_model
 
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise ConfigurationError(
-            f"{str(path)!r} is a directory. A SavedModel loads with tf.saved_model.load(path) and predicts "
-            f"with .{SERVING_ENDPOINT}(images); load() reads .keras files."
-        )
-    if path.suffix == ".tflite":
-        raise ConfigurationError(
-            f"{str(path)!r} is a TFLite model: open it with bloodcell.export.TFLiteModel(path)."
-        )
     return load_model(path, compile=compile)
 
 

@@ -8,9 +8,11 @@ Every model here takes images with pixel values in 0–255, as uint8 or float32 
 own preprocessing), and is a functional ``keras.Model``: ``summary()``, ``fit()``, ``save()`` work as
 usual. Its layers are ``pixels`` (input) → the backbone → ``pooled`` (global pooling) → ``head``.
 
-Saved ``.keras`` files hold bloodcell's own layer and model classes, registered with Keras under the
-package name ``"bloodcell"``: import :mod:`bloodcell.models` (or use :func:`load_model`) before
-``keras.saving.load_model``, so Keras can find them without leaving safe mode.
+Saved ``.keras`` files hold bloodcell's own Keras classes (layers, models, learning-rate schedules),
+registered under the package name ``"bloodcell"``. Importing this module registers all of them, so
+:func:`load_model` (or plain ``keras.saving.load_model`` after ``import bloodcell.models``) reads any
+model the library wrote, in a fresh process and in Keras's safe mode. :func:`save_model` writes
+the inference model only, without the optimizer's state.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 
 import keras
 
+from bloodcell._keras_objects import register_keras_objects
 from bloodcell.backbones.factory import create
 from bloodcell.backbones.freezing import freeze as freeze_layers
 from bloodcell.backbones.imagemodel import ImageModel, find_backbone
-from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDtypeError
+from bloodcell.errors import ConfigurationError, InvalidDtypeError
 from bloodcell.heads import DenseStack, HeadSpec, Linear, build_head
 
-__all__ = ["Classifier", "build_classifier", "feature_extractor", "load_model"]
+__all__ = ["Classifier", "as_model", "build_classifier", "feature_extractor", "load_model", "save_model"]
 
 _POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 
@@ -339,8 +342,79 @@ def _classifier_features(model: Any, layer: str) -> Any:
     return x
 
 
+def save_model(model: Any, path: str | os.PathLike[str], *, include_optimizer: bool = False) -> Path:
+    """Save a model to a ``.keras`` file atomically: an existing file is replaced only on success.
+
+    By default the file holds what inference needs (architecture, weights, preprocessing) and not
+    the training state: no optimizer, its moments or its learning-rate schedule, which would make
+    the file several times larger and tie it to the training code (a :class:`~bloodcell.Trainer`
+    keeps its resume state separately). Loaded back, such a model is not compiled; compile it
+    again to train it further.
+
+    Args:
+        model: The Keras model.
+        path: The file to write; its name must end in ``.keras``.
+        include_optimizer: Also save the optimizer and the compile settings (``model.save``'s
+            behaviour).
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> model = build_classifier("mobilenetv3small", head="linear", input_shape=(32, 32, 3), weights=None)
+        >>> model.compile(optimizer="adam", loss="categorical_crossentropy")
+        >>> path = save_model(model, pathlib.Path(tempfile.mkdtemp()) / "model.keras")
+        >>> load_model(path).compiled
+        False
+    """
+    from bloodcell._io import atomic_path
+
+    if not isinstance(model, keras.Model):
+        raise InvalidDtypeError(f"save_model() takes a keras.Model. Received: model={type(model).__name__}.")
+    path = Path(path).expanduser()
+    if path.suffix != ".keras":
+        raise ConfigurationError(
+            f"A Keras model file must end in '.keras'; use e.g. {str(path.with_suffix('.keras'))!r}. "
+            f"Received: path={str(path)!r}."
+        )
+    if not include_optimizer and getattr(model, "compiled", False):
+        model = _uncompiled_copy(model)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def _uncompiled_copy(model: Any) -> Any:
+    """The same architecture and weights, built from the model's config without its compile settings."""
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    # The user's own in-memory model: its Lambda layers, if any, are their code, so no safe mode here.
+    copy = keras.saving.deserialize_keras_object(config, safe_mode=False)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def load_model(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
-    """Load a ``.keras`` model saved from bloodcell (or plain Keras) in Keras's safe mode.
+    """Load a ``.keras`` model in Keras's safe mode: the one loader of the library.
+
+    Everything bloodcell writes loads here in a fresh process (importing this module registers
+    every Keras object of the library, so plain ``keras.saving.load_model`` works after
+    ``import bloodcell.models`` too). Files that cannot be loaded get one clear error saying what
+    the file is and what to do, never the advice to leave safe mode.
+
+    Args:
+        path: A ``.keras`` file (or a legacy Keras ``.h5`` model file).
+        compile: Restore the optimizer, loss and metrics it was saved with, if any.
+
+    Returns:
+        The Keras model.
+
+    Raises:
+        DataFileNotFoundError: no such file.
+        UnreadableFileError: a folder, a TFLite or weights-only file, a truncated or damaged file,
+            a file that is not a Keras model, or one that holds Python code (a ``Lambda`` layer)
+            or custom Keras classes not registered in this process.
 
     Example:
         >>> import tempfile, pathlib, numpy as np
@@ -351,7 +425,31 @@ def load_model(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
         >>> bool(np.array_equal(load_model(path)(images), model(images)))
         True
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataFileNotFoundError(f"Model file {str(path)!r} does not exist.")
-    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    from bloodcell._model_files import check_model_file, loading_error
+
+    path = check_model_file(path)
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        raise loading_error(path, err) from err
+
+
+def as_model(model: Any) -> Any:
+    """A Keras model as it is, or the model a ``.keras`` path names (loaded with :func:`load_model`).
+
+    Example:
+        >>> as_model(3)
+        Traceback (most recent call last):
+        ...
+        bloodcell.errors.InvalidDtypeError: Expected a keras.Model or the path of a .keras file. Received: model=int.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    if not isinstance(model, keras.Model):
+        raise InvalidDtypeError(
+            f"Expected a keras.Model or the path of a .keras file. Received: model={type(model).__name__}."
+        )
+    return model
+
+
+register_keras_objects()

@@ -28,7 +28,6 @@ from bloodcell.errors import (
     ConfigurationError,
     DataFileNotFoundError,
     IncompatibleWeightsError,
-    UnreadableFileError,
     WeightsUnavailableError,
 )
 
@@ -259,17 +258,15 @@ def load_backbone_weights(backbone: Any, path: str | os.PathLike[str]) -> Any:
         DataFileNotFoundError: No such file.
         IncompatibleWeightsError: The file holds weights of another architecture or size.
     """
-    import keras
 
     from bloodcell.backbones.imagemodel import find_backbone
 
     path = _check_weights_path(path)
     network = backbone.network
     if str(path).lower().endswith(".keras"):
-        try:
-            saved = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as err:  # zip/JSON/unknown-class errors from Keras
-            raise UnreadableFileError(f"Could not load {str(path)!r} as a Keras model: {err}") from err
+        from bloodcell.models import load_model
+
+        saved = load_model(path, compile=False)
         saved_backbone = find_backbone(saved)
         _copy_weights(saved_backbone.network if saved_backbone is not None else saved, network, path)
         return backbone

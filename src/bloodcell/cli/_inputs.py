@@ -11,7 +11,7 @@ import numpy as np
 
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.datasets.source import SOURCE_HELP
-from bloodcell.errors import ConfigurationError, DataFileNotFoundError, EmptyDatasetError, UnreadableFileError
+from bloodcell.errors import ConfigurationError, DataFileNotFoundError, EmptyDatasetError
 
 DATA_HELP = SOURCE_HELP  # the commands' help text for a DATA argument
 
@@ -89,24 +89,10 @@ def image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
-    """A saved ``.keras`` model, loaded in Keras safe mode.
-
-    Raises:
-        DataFileNotFoundError: no such file.
-        UnreadableFileError: a file Keras cannot load as a model.
-    """
+    """A saved ``.keras`` model (:func:`bloodcell.models.load_model`: safe mode, one clear error per bad file)."""
     from bloodcell.models import load_model as _load
 
-    try:
-        return _load(path)
-    except (DataFileNotFoundError, UnreadableFileError):
-        raise
-    except (ValueError, OSError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnreadableFileError(
-            f"cannot load {os.fspath(path)!r} as a Keras model ({first}). Give a .keras file such as the "
-            "model.keras that 'bloodcell train' writes."
-        ) from err
+    return _load(path)
 
 
 def model_image_size(model: Any) -> int:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
-
-from bloodcell.errors import DataFileNotFoundError
 
 FORMATS = ("keras", "savedmodel", "tflite", "submission")
 
@@ -27,9 +24,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bloodcell.export import export
+    from bloodcell.models import load_model
 
-    if not Path(args.model).is_file():
-        raise DataFileNotFoundError(f"no such model file: {args.model!r}.")
-    written = export(args.model, args.out, format=args.format)
+    written = export(load_model(args.model), args.out, format=args.format)
     print(f"{args.format} export written: {written}")
     return 0
