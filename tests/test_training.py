@@ -173,8 +173,9 @@ def test_augmenter_protocol_gets_a_fresh_seed_per_batch(cells):
 
     trainer = bc.Trainer(tiny_classifier(), augment=Recorder(), batch_size=16, verbose=0)
     trainer.fit(train, val, epochs=2)
-    assert len(seen) == 2 * 4  # 64 images / 16 = 4 batches per epoch
-    assert len(set(seen)) == len(seen)
+    check, *batches = seen  # the pipeline's one check of the augmenter's pixels, then the batches
+    assert len(batches) == 2 * 4  # 64 images / 16 = 4 batches per epoch
+    assert len(set(batches)) == len(batches)
 
 
 def test_early_stopping_stops_and_a_rerun_does_not_continue(cells, tmp_path):
@@ -397,14 +398,21 @@ def test_interrupted_fit_resumes_exactly_in_process(cells, tmp_path, ema):
 
 # ---------------------------------------------------------------------- balancing and consistency
 class LabelRecorder:
-    """An identity augmenter that records the labels of every training batch."""
+    """An identity augmenter that records the labels of every training batch.
+
+    The pipeline first runs an augmenter once on its own, to check the pixels it returns; that
+    call is not a training batch and is not recorded.
+    """
 
     def __init__(self):
         self.labels: list[np.ndarray] = []
+        self.checked = False
 
     def augment_batch(self, images, labels, seed):
         def record(y):
-            self.labels.append(np.asarray(y).argmax(1))
+            if self.checked:
+                self.labels.append(np.asarray(y).argmax(1))
+            self.checked = True
             return y
 
         recorded = tf.numpy_function(record, [labels], tf.float32, stateful=True)
@@ -473,3 +481,10 @@ def test_augmix_consistency_training(cells, tmp_path):
     assert trainer.predict(val).shape == (len(val), 8)
     with pytest.raises(ConfigurationError, match="augment"):
         bc.Trainer(tiny_classifier(), consistency=12.0)
+
+
+def test_fit_warns_when_validation_lacks_classes_that_training_has(cells):
+    train, val = cells
+    two_classes = val.subset(np.flatnonzero(val.labels < 2))
+    with pytest.warns(bc.errors.BloodcellWarning, match=r"no images of 6 class\(es\).*erythroblast"):
+        bc.Trainer(tiny_classifier(), batch_size=16, verbose=0).fit(train, two_classes, epochs=1)

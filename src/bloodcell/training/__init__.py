@@ -1,41 +1,51 @@
 """Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule, precise BatchNorm,
 distribution helpers and TensorFlow's CPU threads.
 
+Names load on first use, so the settings that describe training (:mod:`bloodcell.training.monitors`)
+are read without importing TensorFlow.
+
 Example:
     >>> import bloodcell as bc
     >>> bc.training.Trainer.__name__
     'Trainer'
 """
 
-from bloodcell.training.batchnorm import RecalibrateBatchNorm, recalibrate_batchnorm
-from bloodcell.training.budget import TimeBudget
-from bloodcell.training.callbacks import TrainingState
-from bloodcell.training.distribute import (
-    current_strategy,
-    is_chief,
-    logical_cpus,
-    multi_worker_strategy,
-    num_replicas,
-    worker_id,
-)
-from bloodcell.training.schedules import WarmupCosine
-from bloodcell.training.threads import set_cpu_threads
-from bloodcell.training.trainer import BALANCE_OPTIONS, OPTIMIZERS, Trainer
+from __future__ import annotations
 
-__all__ = [
-    "BALANCE_OPTIONS",
-    "OPTIMIZERS",
-    "RecalibrateBatchNorm",
-    "TimeBudget",
-    "Trainer",
-    "TrainingState",
-    "WarmupCosine",
-    "current_strategy",
-    "is_chief",
-    "logical_cpus",
-    "multi_worker_strategy",
-    "num_replicas",
-    "recalibrate_batchnorm",
-    "set_cpu_threads",
-    "worker_id",
-]
+import importlib
+from typing import Any
+
+# Public names and the module that defines each (PEP 562 lazy loading).
+_ATTRIBUTES = {
+    "BALANCE_OPTIONS": "bloodcell.training.trainer",
+    "MONITORS": "bloodcell.training.monitors",
+    "OPTIMIZERS": "bloodcell.training.trainer",
+    "RecalibrateBatchNorm": "bloodcell.training.batchnorm",
+    "SwapEMAWeights": "bloodcell.training.callbacks",
+    "TimeBudget": "bloodcell.training.budget",
+    "Trainer": "bloodcell.training.trainer",
+    "TrainingState": "bloodcell.training.callbacks",
+    "WarmupCosine": "bloodcell.training.schedules",
+    "current_strategy": "bloodcell.training.distribute",
+    "is_chief": "bloodcell.training.distribute",
+    "logical_cpus": "bloodcell.training.distribute",
+    "multi_worker_strategy": "bloodcell.training.distribute",
+    "num_replicas": "bloodcell.training.distribute",
+    "recalibrate_batchnorm": "bloodcell.training.batchnorm",
+    "set_cpu_threads": "bloodcell.training.threads",
+    "worker_id": "bloodcell.training.distribute",
+}
+
+__all__ = sorted(_ATTRIBUTES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bloodcell.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -30,6 +30,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from bloodcell._validation import check_seed
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, EmptyDatasetError
 
@@ -94,7 +95,7 @@ def recalibrate_batchnorm(
         )
     batch_size = min(int(batch_size), len(images))
     n_batches = min(int(batches), len(images) // batch_size)
-    order = np.random.default_rng(seed).permutation(len(images))[: n_batches * batch_size]
+    order = np.random.default_rng(check_seed(seed)).permutation(len(images))[: n_batches * batch_size]
 
     saved = [(layer.momentum, layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
     sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)] for layer in layers]
@@ -135,10 +136,10 @@ def _training_forward(model: Any) -> Any:
 class RecalibrateBatchNorm(keras.callbacks.Callback):
     """Recompute BatchNorm statistics before each validation pass of ``fit`` (a Keras callback).
 
-    Put it after ``keras.callbacks.SwapEMAWeights`` so that it sees the averaged weights that are
-    validated. The statistics stay as they are after validation: training mode normalises with the
-    batch statistics, so they change no gradient, and the moving average forgets them within a few
-    dozen batches. Checkpoints taken at the epoch's end therefore hold weights and statistics that
+    Put it after :class:`bloodcell.training.callbacks.SwapEMAWeights` (or Keras's) so that it sees
+    the averaged weights that are validated. The statistics stay as they are after validation:
+    training mode normalises with the batch statistics, so they change no gradient, and the moving
+    average forgets them within a few dozen batches. Checkpoints taken at the epoch's end therefore hold weights and statistics that
     belong together. (The extra forward passes do advance the random state of dropout layers, so
     the run is repeatable but not identical to one without the callback.) Does nothing for a model without a trainable BatchNorm layer (a frozen
     backbone in the first phase of transfer learning).

@@ -12,6 +12,10 @@
   atomically, and the in-memory best weights are restored at the end of training.
 * ``CSVLogger`` appends a row per epoch, so a kill between the row and the checkpoint duplicates
   epochs after a resume; here ``log.csv`` is rewritten from the saved history.
+
+:class:`SwapEMAWeights` puts the moving average of the weights in the model for validation and
+checkpoints, like Keras's callback of that name with ``swap_on_epoch=True``, but swaps exactly, so
+that a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +31,12 @@ import keras
 import numpy as np
 
 from bloodcell._io import atomic_path, atomic_write_text
-from bloodcell.errors import ConfigurationError
+from bloodcell.errors import ConfigurationError, UnreadableFileError
+from bloodcell.training.monitors import monitor_mode
 
-__all__ = ["TrainingState", "monitor_mode", "STATE_FILE"]
+__all__ = ["TrainingState", "SwapEMAWeights", "STATE_FILE"]
 
 STATE_FILE = "state.json"
-_MAX_KEYS = ("acc", "auc", "f1", "precision", "recall")
-
-
-def monitor_mode(monitor: str) -> str:
-    """``"max"`` for accuracy-like metrics, ``"min"`` for losses (Keras's ``mode="auto"`` rule)."""
-    return "max" if any(key in monitor for key in _MAX_KEYS) else "min"
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -51,6 +51,76 @@ def _to_float(value: Any) -> float:
     return float(np.asarray(value))
 
 
+class SwapEMAWeights(keras.callbacks.Callback):
+    """Validate, checkpoint and finish with the optimizer's moving average of the weights (``use_ema``).
+
+    The averages are put in the model for each validation pass and from the end of each epoch to
+    the start of the next (so the callbacks after this one, and the checkpoints, see them), and
+    stay in the model when training ends. Unlike Keras's ``SwapEMAWeights(swap_on_epoch=True)``:
+
+    * the raw weights wait in a copy, exactly, while the optimizer keeps the averages (Keras swaps
+      in place with ``a = a + b; b = a - b; a = a - b``, which rounds, so a run resumed from a saved
+      state drifted from an uninterrupted one);
+    * training may end at any epoch: Keras's ``fit`` then writes the optimizer's averages into the
+      model, which here are still the averages (Keras's callback prepares for that only at the
+      last planned epoch, so a run stopped early ended with the raw weights).
+
+    Attributes:
+        averages_in_model: Whether the model holds the averages now.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw: list[tuple[Any, np.ndarray]] | None = None
+
+    @property
+    def averages_in_model(self) -> bool:
+        return self._raw is not None
+
+    def raw_weights(self) -> list[tuple[Any, np.ndarray]]:
+        """``(variable, raw value)`` of each trainable variable while the averages are in the model."""
+        return list(self._raw or [])
+
+    def _pairs(self) -> list[tuple[Any, Any]]:
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        if not hasattr(optimizer, "_model_variables_moving_average"):
+            raise ConfigurationError(
+                "SwapEMAWeights needs an optimizer built with use_ema=True. "
+                f"Received: use_ema={getattr(optimizer, 'use_ema', None)!r}."
+            )
+        return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+
+    def _averages_in(self) -> None:
+        if self._raw is None:
+            pairs = self._pairs()
+            self._raw = [(variable, keras.ops.convert_to_numpy(variable)) for variable, _ in pairs]
+            for variable, average in pairs:
+                variable.assign(average)
+
+    def _averages_out(self) -> None:
+        if self._raw is not None:
+            for variable, raw in self._raw:
+                variable.assign(raw)
+            self._raw = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._averages_out()
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._averages_in()
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        # Validation inside fit ends before on_epoch_end, which puts the averages back in.
+        self._averages_out()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._averages_in()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._raw = None  # the averages are the trained weights from now on
+
+
 class TrainingState(keras.callbacks.Callback):
     """Resumable run state, best-model checkpoint and CSV log of one training phase (see the module doc).
 
@@ -61,8 +131,8 @@ class TrainingState(keras.callbacks.Callback):
         restore_best: Load the best epoch's weights when training ends.
         write: False on non-chief workers: they track the best weights but write nothing.
         early_stopping, reduce_lr: The Keras callbacks whose counters are saved and restored.
-        ema: The ``keras.callbacks.SwapEMAWeights`` in use, if any (its swapped weights are saved in
-            their un-swapped places, so a resumed run continues both the raw and averaged weights).
+        ema: The :class:`SwapEMAWeights` in use, if any (its swapped weights are saved in their
+            un-swapped places, so a resumed run continues both the raw and averaged weights).
         signature: Facts about the run (data size, batch, seed) stored with the state and checked
             when resuming.
         offset: Epochs of earlier phases (Keras numbers a second phase's epochs after the first's).
@@ -158,8 +228,9 @@ class TrainingState(keras.callbacks.Callback):
             self.best_weights = [np.array(w) for w in self._target_model.get_weights()]
             best_is_current = True
             if self.write:
-                with atomic_path(self.directory / "best.keras") as tmp:
-                    self._target_model.save(tmp)
+                from bloodcell.models import save_model
+
+                save_model(self._target_model, self.directory / "best.keras")
         self.stopped_early = bool(getattr(self.model, "stop_training", False))
         if self.write:
             self._save(best_is_current)
@@ -187,26 +258,32 @@ class TrainingState(keras.callbacks.Callback):
             }
         return out
 
-    def _arrays(self, best_is_current: bool) -> dict[str, np.ndarray]:
+    def _arrays(self, best_is_current: bool) -> tuple[dict[str, np.ndarray], bool]:
+        """The arrays to save, and whether the saved model weights are the best ones."""
         model_vars = [np.array(v.numpy()) for v in self.model.variables]
         opt = self.model.optimizer
         opt_vars = [np.array(v.numpy()) for v in opt.variables] if opt is not None else []
-        if self.ema is not None and getattr(self.ema, "_ema_weights_in_model", False):
-            # SwapEMAWeights has put the averages into the model for evaluation: save each
-            # raw weight and its average in their own places.
-            _unswap_ema(self.model, opt, model_vars, opt_vars)
+        swapped = self.ema is not None and self.ema.averages_in_model
+        if swapped:
+            # The averages are in the model (the optimizer keeps them too): save the raw weights in
+            # their place, to train on. The best weights (averages) are then not the saved model's.
+            index = {id(v): i for i, v in enumerate(self.model.variables)}
+            for variable, raw in self.ema.raw_weights():
+                model_vars[index[id(variable)]] = np.array(raw)
+        best_is_saved_model = best_is_current and not swapped
         arrays = {f"model/{i}": a for i, a in enumerate(model_vars)}
         arrays.update({f"optimizer/{i}": a for i, a in enumerate(opt_vars)})
-        if self.best_weights is not None and not best_is_current:
+        if self.best_weights is not None and not best_is_saved_model:
             arrays.update({f"best/{i}": a for i, a in enumerate(self.best_weights)})
-        return arrays
+        return arrays, best_is_saved_model
 
     def _save(self, best_is_current: bool, finished: bool = False) -> None:
         assert self.directory is not None
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"variables-{self.epochs_done:04d}{'-final' if finished else ''}.npz"
+        arrays, best_is_current = self._arrays(best_is_current)
         with atomic_path(self.directory / name) as tmp:
-            np.savez(tmp, **self._arrays(best_is_current))
+            np.savez(tmp, **arrays)
         state = {
             "epoch": self.epochs_done,
             "finished": finished,
@@ -250,17 +327,6 @@ def _assign(variables: list[Any], arrays: dict[str, np.ndarray], prefix: str) ->
         var.assign(value)
 
 
-def _unswap_ema(model: Any, optimizer: Any, model_vars: list[np.ndarray], opt_vars: list[np.ndarray]) -> None:
-    index_model = {id(v): i for i, v in enumerate(model.variables)}
-    index_opt = {id(v): i for i, v in enumerate(optimizer.variables)}
-    for var, avg in zip(
-        optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=False
-    ):
-        i, j = index_model.get(id(var)), index_opt.get(id(avg))
-        if i is not None and j is not None:
-            model_vars[i], opt_vars[j] = opt_vars[j], model_vars[i]
-
-
 def _write_csv(path: Path, history: dict[str, list[float]]) -> None:
     keys = ["epoch"] + sorted(k for k in history if k != "epoch")
     n = len(history.get("epoch", []))
@@ -280,7 +346,15 @@ def load_state(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     state_path = directory / STATE_FILE
     if not state_path.exists():
         return None
-    saved = json.loads(state_path.read_text(encoding="utf-8"))
-    with np.load(directory / saved["variables"], allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    try:
+        saved = json.loads(state_path.read_text(encoding="utf-8"))
+        with np.load(directory / saved["variables"], allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        # A state written by this callback is complete (written aside, then renamed): this one was
+        # edited, copied in part or damaged on disk, and cannot be resumed from.
+        raise UnreadableFileError(
+            f"The resume state in {str(directory)!r} is damaged ({type(err).__name__}: {err}). Delete that "
+            "folder to start the run afresh, or write the run to another folder (--out, output_dir)."
+        ) from err
     return saved, arrays

@@ -7,6 +7,8 @@ import json
 import math
 import os
 import shutil
+import sys
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,11 +18,13 @@ import keras
 import numpy as np
 
 from bloodcell._io import atomic_write_text
+from bloodcell._validation import check_seed
 from bloodcell.datasets import BloodCellDataset, to_tf_dataset
-from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
+from bloodcell.errors import BloodcellWarning, ConfigurationError, InvalidDataError, InvalidDtypeError
 from bloodcell.training import distribute
 from bloodcell.training.batchnorm import RecalibrateBatchNorm
-from bloodcell.training.callbacks import TrainingState, load_state, monitor_mode
+from bloodcell.training.callbacks import SwapEMAWeights, TrainingState, load_state
+from bloodcell.training.monitors import check_monitor, monitor_mode
 from bloodcell.training.schedules import WarmupCosine
 
 __all__ = ["Trainer", "BALANCE_OPTIONS", "OPTIMIZERS"]
@@ -93,8 +97,9 @@ class Trainer:
             ``"smote"`` (synthetic minority images by SMOTE in pixel space, drawn once).
         batch_size: Images per batch and replica (default 32); the global batch is
             ``batch_size × replicas`` under a distribution strategy.
-        monitor: The metric that chooses the best epoch and drives the callbacks (default
-            ``"val_accuracy"``; the training metric of the same name when no validation set is given).
+        monitor: The metric that chooses the best epoch and drives the callbacks: ``"val_accuracy"``
+            (default), ``"val_loss"``, ``"accuracy"`` or ``"loss"`` (the training metric of the same
+            name is used when no validation set is given).
         reduce_lr_patience: Epochs without improvement before the learning rate is multiplied by
             ``reduce_lr_factor`` (default 5); None turns ReduceLROnPlateau off.
         reduce_lr_factor: Multiplier of ReduceLROnPlateau (default 0.2).
@@ -123,7 +128,9 @@ class Trainer:
             ``benchmarks/RESULTS.md``). Rounded down to a divisor of the steps per epoch: Keras
             runs whole calls, and one that crossed an epoch's end would train on the next
             epoch's batches.
-        verbose: Keras progress output: ``"auto"`` (default, a progress bar), 0, 1 or 2.
+        verbose: Keras progress output: ``"auto"`` (default: a progress bar on a terminal, one line
+            per epoch when the output goes to a file or pipe), 0 (none), 1 (a bar) or 2 (a line per
+            epoch).
 
     Example:
         >>> import bloodcell as bc, keras
@@ -176,6 +183,7 @@ class Trainer:
         _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         _check_choice("loss", loss, LOSSES, instance_of=keras.losses.Loss)
         _check_choice("balance", balance, BALANCE_OPTIONS)
+        check_monitor(monitor)
         _check_positive("learning_rate", learning_rate)
         _check_positive("batch_size", batch_size, integer=True)
         _check_positive("steps_per_execution", steps_per_execution, integer=True)
@@ -193,8 +201,7 @@ class Trainer:
                 raise ConfigurationError(f"{name} must be a non-negative integer or None, got {value!r}.")
         if warmup_epochs < 0:
             raise ConfigurationError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigurationError(f"seed must be a non-negative integer, got {seed!r}.")
+        check_seed(seed)
         if augment is not None and not (hasattr(augment, "augment_batch") or callable(augment)):
             raise ConfigurationError(
                 f"augment must be an augmenter with augment_batch() or a callable on image batches, got "
@@ -605,7 +612,7 @@ class Trainer:
         presets: list[Any] = []
         ema_cb = None
         if self.ema:
-            ema_cb = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+            ema_cb = SwapEMAWeights()
             presets.append(ema_cb)  # first: validation and the best-model choice see the average
         if self.batchnorm_recalibration is not None:
             # After the EMA swap: the statistics are recomputed for the weights that are validated.
@@ -673,6 +680,7 @@ class Trainer:
                 raise InvalidDataError(
                     f"train has {train.num_classes} classes but val has {val.num_classes}."
                 )
+            _warn_missing_classes(train, val)
         _check_positive("epochs", epochs, integer=True)
         out_classes = self.model.output_shape[-1]
         if out_classes != train.num_classes:
@@ -745,7 +753,7 @@ class Trainer:
                 class_weight=class_weight,
                 callbacks=callbacks,
                 shuffle=False,
-                verbose=self.verbose,
+                verbose=_progress_mode(self.verbose),
             )
         return self._finish(phase, state, directory, train, epochs, offset, ran=True)
 
@@ -906,6 +914,27 @@ def _check_positive(name: str, value: Any, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
         kind = "a positive integer" if integer else "a positive number"
         raise ConfigurationError(f"{name} must be {kind}, got {value!r}.")
+
+
+def _progress_mode(verbose: int | str) -> int | str:
+    """Keras's ``verbose`` for ``fit``: a bar only on a terminal, whose control characters a log file would keep."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return verbose
+
+
+def _warn_missing_classes(train: BloodCellDataset, val: BloodCellDataset) -> None:
+    """Warn when validation lacks classes that training has: its accuracy then ignores them."""
+    missing = sorted(set(np.unique(train.labels)) - set(np.unique(val.labels)))
+    if missing:
+        names = ", ".join(train.class_names[k] for k in missing)
+        warnings.warn(
+            f"The validation set holds no images of {len(missing)} class(es) that training has ({names}): "
+            "the best epoch is chosen without them. Give a larger validation set or split with "
+            "bloodcell.datasets.split (stratified).",
+            BloodcellWarning,
+            stacklevel=4,
+        )
 
 
 def _check_data(data: Any, name: str, model: keras.Model) -> None:
