@@ -197,8 +197,10 @@ def test_train_writes_the_run(trained):
     for name in ("model.keras", "history.csv", "history.json", "training_curves.png", "report.json",
                  "confusion_matrix.png", "config.json"):  # fmt: skip
         assert (trained / name).exists(), name
+    header = (trained / "history.csv").read_text().splitlines()[0].split(",")
+    assert header.count("epoch") == 1 and header[0] == "epoch"
     rows = list(csv.DictReader((trained / "history.csv").open()))
-    assert len(rows) == 1 and {"epoch", "loss", "val_accuracy"} <= set(rows[0])
+    assert len(rows) == 1 and {"epoch", "loss", "val_accuracy"} <= set(rows[0]) and rows[0]["epoch"] == "1"
     report = bc.metrics.Report.from_json(trained / "report.json")
     assert report.n == 8  # the test quarter of 4 cells × 8 classes
     config = bc.experiments.Config.from_json(trained / "config.json")
@@ -268,7 +270,7 @@ def test_bad_model_file_and_top_k(trained, cell_folder, tmp_path, capsys):
     fake = tmp_path / "model.keras"
     fake.write_text("not a model")
     assert main(["evaluate", str(fake), "sample"]) == 2
-    assert "cannot load" in _one_line_error(capsys)
+    assert "is not a Keras model file" in _one_line_error(capsys)
     assert main(["predict", str(trained / "model.keras"), str(cell_folder), "--top-k", "9"]) == 2
     assert "--top-k must lie in 1..8" in _one_line_error(capsys)
     with pytest.raises(UnreadableFileError):  # --debug shows the real exception
@@ -284,7 +286,7 @@ def test_bad_model_file_and_top_k(trained, cell_folder, tmp_path, capsys):
         (["train", "--data", "sample", "--weights", "no/such.weights.h5"], "no such weights file"),
         (["train", "--data", "no/such/cells", "--out", "x"], "no such file or folder: 'no/such/cells'"),
         (["train", "--data", "sample", "--test-data", "no/such.npz", "--out", "x"], "'no/such.npz'"),
-        (["evaluate", "no/such/model.keras", "sample"], "does not exist"),
+        (["evaluate", "no/such/model.keras", "sample"], "no such model file: 'no/such/model.keras'"),
         (["predict", "m.keras", "img.jpg", "--format", "xml"], "invalid choice: 'xml'"),
         (["export", "m.keras", "--format", "onnx", "--out", "x"], "invalid choice: 'onnx'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -382,3 +384,28 @@ def test_robustness_reports_clean_and_corrupted_accuracy(trained, capsys, tmp_pa
     assert (out / "robustness.png").stat().st_size > 0
     assert main(["robustness", str(trained / "model.keras"), "sample", "--kinds", "no_such_kind"]) == 2
     assert "no_such_kind" in _one_line_error(capsys)
+
+
+def test_recipe_freezing_does_not_carry_over_to_another_backbone_or_random_weights(capsys):
+    def settings(*flags):
+        assert main(["train", *flags, "--print-config"]) == 0
+        captured = capsys.readouterr()
+        return dict(line.split(" = ", 1) for line in captured.out.splitlines()), captured.err
+
+    values, err = settings("--backbone", "mobilenetv3small")
+    assert values["freeze"] == '"none"' and "not applying the recipe's freezing (freeze=120)" in err
+    assert "efficientnetv2s's layers" in err and "--freeze N" in err
+    values, err = settings("--weights", "none")
+    assert values["freeze"] == '"none"' and "random initial weights" in err
+    values, err = settings("--backbone", "mobilenetv3small", "--freeze", "20")  # the user's own: kept
+    assert values["freeze"] == "20" and err == ""
+    values, err = settings()  # the recipe as it is
+    assert values["freeze"] == "120" and err == ""
+
+
+def test_warnings_are_one_line_each(tiny_backbone, tmp_path, capsys):
+    argv = ["train", *TINY_TRAIN, "--limit", "2", "--out", str(tmp_path)]  # 4 validation images for 8 classes
+    assert main(argv) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert err and all(line.startswith("bloodcell train: warning: ") for line in err), err
+    assert any("the val part holds no images of" in line for line in err)

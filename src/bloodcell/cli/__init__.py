@@ -6,8 +6,9 @@ module and one line in :data:`COMMANDS`. Heavy imports (TensorFlow) happen insid
 ``bloodcell --help`` answers at once.
 
 Exit codes: 0 success, 2 bad input or usage (an error from :mod:`bloodcell.errors`, or a wrong
-argument), 1 a failure of the system (an ``OSError``: permissions, disk) or an unexpected one. Errors are printed as one line on stderr; ``--debug`` shows
-the traceback instead.
+argument), 1 a failure of the system (an ``OSError``: permissions, disk) or an unexpected one.
+Errors are printed as one line on stderr; ``--debug`` shows the traceback instead, and
+TensorFlow's start-up lines, which the commands otherwise keep off the terminal.
 
 Example:
     >>> from bloodcell.cli import main
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import bloodcell
+from bloodcell.cli._tensorflow import import_quietly
 from bloodcell.errors import BloodcellError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -79,14 +81,21 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _one_line_warning(command: str) -> Any:
+    """A ``warnings.showwarning`` that prints ``bloodcell CMD: warning: message``, without a source line."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        print(f"bloodcell {command}: warning: {str(message).strip()}", file=sys.stderr, flush=True)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
 
     Returns:
         0 on success, 2 for bad input or usage, 1 for an unexpected failure (130 on Ctrl-C).
     """
-    # TensorFlow's C++ start-up lines are noise on a command line; the user's own setting wins.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -96,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     debug = bool(getattr(args, "debug", False))
     try:
-        return int(args.run(args))
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _one_line_warning(args.command)
+                if getattr(sys.modules[args.run.__module__], "USES_TENSORFLOW", True):
+                    import_quietly()
+            return int(args.run(args))
     except BloodcellError as err:
         if debug:
             raise

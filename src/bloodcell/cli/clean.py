@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from bloodcell.cli._inputs import DATA_HELP, load_dataset
+from bloodcell.cli._types import positive_int
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.datasets.source import require_source
 
 REPORT_CSV, GALLERY_PNG, CLEAN_NPZ = "outliers.csv", "outliers.png", "clean.npz"
+USES_TENSORFLOW = False  # the outlier detectors of this command run on NumPy and scikit-learn
 
 
 def add_parser(sub: Any) -> None:
@@ -25,10 +27,14 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("data", metavar="DATA", help=DATA_HELP)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     parser.add_argument(
-        "--image-size", type=int, default=None, metavar="PX", help="resize the images to PX×PX first"
+        "--image-size", type=positive_int, default=None, metavar="PX", help="resize the images to PX×PX first"
     )
     parser.add_argument(
-        "--per-reason", type=int, default=8, metavar="N", help="images shown per reason in the gallery (8)"
+        "--per-reason",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="images shown per reason in the gallery (8)",
     )
     parser.set_defaults(run=run)
 

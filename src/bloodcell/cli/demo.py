@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bloodcell.cli._inputs import DATA_HELP, load_dataset
+from bloodcell.cli._types import positive_int, seed
 
 #: The demo's training length, batch and image size: chosen to learn in a few minutes on two CPU cores.
 DEMO_BACKBONE = "mobilenetv3small"
@@ -37,11 +38,15 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (runs/demo)")
     parser.add_argument("--data", default="sample", metavar="DATA", help=f"{DATA_HELP} (sample)")
     parser.add_argument(
-        "--epochs", type=int, default=DEMO_EPOCHS, metavar="N", help=f"training epochs ({DEMO_EPOCHS})"
+        "--epochs",
+        type=positive_int,
+        default=DEMO_EPOCHS,
+        metavar="N",
+        help=f"training epochs ({DEMO_EPOCHS})",
     )
     parser.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         default=DEMO_IMAGE_SIZE,
         metavar="PX",
         help=f"image side ({DEMO_IMAGE_SIZE})",
@@ -52,11 +57,11 @@ def add_parser(sub: Any) -> None:
         metavar="NAME",
         help=f"a registered backbone ({DEMO_BACKBONE}; see bloodcell.backbones.list_backbones())",
     )
-    parser.add_argument("--limit", type=int, metavar="N", help="use at most N images of each class")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images of each class")
     parser.add_argument(
         "--weights", default="auto", metavar="W", help="'auto' (default), 'imagenet', 'none' or a file"
     )
-    parser.add_argument("--seed", type=int, default=0, metavar="K", help="training seed (0)")
+    parser.add_argument("--seed", type=seed, default=0, metavar="K", help="training seed (0)")
     parser.add_argument(
         "--verbose",
         type=int,

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from bloodcell.cli._inputs import DATA_HELP, load_dataset, load_model, model_image_size
+from bloodcell.cli._types import positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -20,8 +21,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("data", metavar="DATA", help=DATA_HELP)
     parser.add_argument("--json", metavar="PATH", help="also write the report, predictions included, as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also write the confusion matrix as a PNG")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (64)")
-    parser.add_argument("--limit", type=int, metavar="N", help="use at most N images of each class")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, metavar="N", help="images per batch (64)"
+    )
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images of each class")
     parser.set_defaults(run=run)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from bloodcell._io import atomic_write_text
 from bloodcell.cli._inputs import image_files, load_model, model_image_size
+from bloodcell.cli._types import positive_int
 from bloodcell.errors import ConfigurationError
 
 #: Files decoded and predicted at a time (bounds memory on large folders).
@@ -33,9 +34,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("model", metavar="MODEL", help="a .keras model file")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders of them")
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (csv)")
-    parser.add_argument("--top-k", type=int, default=3, metavar="K", help="classes per image (3)")
+    parser.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="classes per image (3)")
     parser.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (64)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, metavar="N", help="images per batch (64)"
+    )
     parser.set_defaults(run=run)
 
 

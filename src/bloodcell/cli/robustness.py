@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from bloodcell.cli._inputs import DATA_HELP, load_dataset, load_model, model_image_size
+from bloodcell.cli._types import positive_int, seed
 
 
 def add_parser(sub: Any) -> None:
@@ -31,10 +32,12 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--tta", choices=("d4", "flips", "rot90"), help="average predictions over flips/rotations"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the corruptions' random draws (0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the corruptions' random draws (0)")
     parser.add_argument("--out", metavar="DIR", help="write the report files and the heat map here")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (64)")
-    parser.add_argument("--limit", type=int, metavar="N", help="use at most N images of each class")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, metavar="N", help="images per batch (64)"
+    )
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images of each class")
     parser.set_defaults(run=run)
 
 

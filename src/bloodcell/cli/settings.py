@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bloodcell._validation import check_int, check_seed, received
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, UnreadableFileError
 
 #: Value of ``--weights``: ImageNet weights when they can be had, otherwise from scratch.
@@ -86,9 +87,14 @@ class TrainSettings:
     verbose: int | str = "auto"
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
+    notes: tuple[str, ...] = ()  # what resolving changed in the recipe, told the user before training
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("config", "notes")
+        }
         out["config"] = self.config.to_dict()
         return out
 
@@ -160,6 +166,7 @@ def resolve(args: argparse.Namespace) -> TrainSettings:
 
     config = Config.preset(str(values.pop("recipe", DEFAULT_RECIPE)))
     run_values = {k: _none(values.pop(k, default)) for k, default in RUN_DEFAULTS.items()}
+    _check_run_values(run_values)
     # Default weights: what the recipe uses, or "auto" when that is ImageNet (tried, else from scratch).
     weights = _none(values.pop("weights", AUTO if config.weights == "imagenet" else config.weights))
     changes: dict[str, Any] = {k: _none(v) for k, v in values.items() if k != "image_size"}
@@ -174,7 +181,9 @@ def resolve(args: argparse.Namespace) -> TrainSettings:
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:
             raise ConfigurationError(f"image_size must be an integer ≥ 8, got {size!r}.")
         changes["input_shape"] = (size, size, 3)
+    recipe = config
     config = config.replace(weights=None, **changes)
+    config, notes = _drop_recipe_freezing(recipe, config, changes, weights)
     if weights not in (AUTO, "imagenet", None):
         weights = os.fspath(weights)
         if not Path(weights).expanduser().is_file():
@@ -182,7 +191,43 @@ def resolve(args: argparse.Namespace) -> TrainSettings:
                 f"no such weights file: {weights!r}. Give 'auto', 'imagenet', 'none' or the path of a "
                 ".weights.h5/.h5/.keras file."
             )
-    return TrainSettings(config=config, weights=weights, **run_values)
+    return TrainSettings(config=config, weights=weights, notes=notes, **run_values)
+
+
+def _check_run_values(values: dict[str, Any]) -> None:
+    """Seeds, counts and the progress setting of a run, checked before any work (a TOML file skips argparse)."""
+    for name in ("seed", "split_seed"):
+        values[name] = check_seed(values[name], name)
+    values["limit"] = check_int(values["limit"], "limit", minimum=1, allow_none=True)
+    if values["verbose"] not in ("auto", 0, 1, 2) or isinstance(values["verbose"], bool):
+        raise ConfigurationError(
+            f"verbose must be 'auto', 0, 1 or 2. {received('verbose', values['verbose'])}"
+        )
+
+
+def _drop_recipe_freezing(
+    recipe: Any, config: Any, changes: dict[str, Any], weights: Any
+) -> tuple[Any, tuple[str, ...]]:
+    """The recipe's freezing unless it no longer fits (another backbone, no pretrained weights), and a note.
+
+    A freeze depth counts one backbone's conv layers (the "seed" recipe's 120 of EfficientNetV2S's
+    170), so it does not carry over to another backbone; and frozen layers with random initial
+    weights would never learn. Freezing given by the user (a flag or the TOML file) is kept.
+    """
+    if "freeze" in changes or "freeze_layers" in changes:
+        return config, ()
+    frozen = {k: getattr(recipe, k) for k in ("freeze", "freeze_layers") if getattr(recipe, k) is not None}
+    if not frozen:
+        return config, ()
+    what = ", ".join(f"{k}={v}" for k, v in frozen.items())
+    if config.backbone != recipe.backbone:
+        reason = f"it counts {recipe.backbone}'s layers, not {config.backbone}'s"
+    elif weights is None:
+        reason = "frozen layers with random initial weights would never learn"
+    else:
+        return config, ()
+    note = f"not applying the recipe's freezing ({what}): {reason}; give --freeze N to freeze anyway."
+    return config.replace(freeze=None, freeze_layers=None), (note,)
 
 
 def resolve_weights(config: Any, weights: str | None, *, stream: Any = None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from bloodcell._io import atomic_write_text
 from bloodcell.cli import settings as settings_mod
 from bloodcell.cli._inputs import DATA_HELP, load_dataset
+from bloodcell.cli._types import non_negative_int, positive_int, seed
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.datasets.source import require_source
 from bloodcell.errors import ConfigurationError
@@ -68,7 +70,10 @@ def add_parser(sub: Any) -> None:
         help="freeze the backbone up to its N-th conv layer (the seed: 120)",
     )
     what.add_argument(
-        "--freeze-layers", type=int, metavar="N", help="freeze the first N backbone layers of any kind"
+        "--freeze-layers",
+        type=non_negative_int,
+        metavar="N",
+        help="freeze the first N backbone layers of any kind",
     )
     what.add_argument("--augment", choices=[*AUGMENTERS, "none"], help="training augmentation")
     what.add_argument(
@@ -76,15 +81,17 @@ def add_parser(sub: Any) -> None:
     )
     what.add_argument("--optimizer", metavar="NAME", help="adam, adamw, sgd, rmsprop or lion")
     what.add_argument("--learning-rate", type=float, metavar="LR", help="initial learning rate")
-    what.add_argument("--epochs", type=int, metavar="N", help="training epochs")
+    what.add_argument("--epochs", type=positive_int, metavar="N", help="training epochs")
     what.add_argument(
         "--fine-tune-epochs",
-        type=int,
+        type=non_negative_int,
         metavar="N",
         help="epochs of a second phase with the backbone unfrozen",
     )
-    what.add_argument("--batch-size", type=int, metavar="N", help="images per batch")
-    what.add_argument("--image-size", type=int, metavar="PX", help="train at PX×PX (images are resized)")
+    what.add_argument("--batch-size", type=positive_int, metavar="N", help="images per batch")
+    what.add_argument(
+        "--image-size", type=positive_int, metavar="PX", help="train at PX×PX (images are resized)"
+    )
 
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="DATA", help=DATA_HELP)
@@ -94,9 +101,9 @@ def add_parser(sub: Any) -> None:
     )
     data.add_argument("--val-data", metavar="DATA", help="a separate validation set instead of --val")
     data.add_argument("--test-data", metavar="DATA", help="a separate test set instead of --test")
-    data.add_argument("--split-seed", type=int, metavar="K", help="seed of the split (0)")
+    data.add_argument("--split-seed", type=seed, metavar="K", help="seed of the split (0)")
     data.add_argument(
-        "--limit", type=int, metavar="N", help="use at most N images of each class (quick trials)"
+        "--limit", type=positive_int, metavar="N", help="use at most N images of each class (quick trials)"
     )
 
     speed = parser.add_argument_group(
@@ -113,7 +120,9 @@ def add_parser(sub: Any) -> None:
     )
 
     out = parser.add_argument_group("output")
-    out.add_argument("--seed", type=int, metavar="K", help="seed of weights, data order and augmentation (0)")
+    out.add_argument(
+        "--seed", type=seed, metavar="K", help="seed of weights, data order and augmentation (0)"
+    )
     out.add_argument("--out", metavar="DIR", help="folder of runs (runs)")
     out.add_argument("--name", help="the run's folder name (default: BACKBONE-FINGERPRINT of the settings)")
     out.add_argument(
@@ -170,14 +179,25 @@ def make_splits(
 
 
 def write_history_csv(history: dict[str, list[float]], path: Path) -> Path:
-    """One row per epoch (all phases), one column per logged value."""
-    keys = list(history)
+    """One row per epoch (all phases), counted from 1, and one column per logged value.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "history.csv"
+        >>> print(write_history_csv({"epoch": [0, 1], "loss": [0.9, 0.5]}, path).read_text().strip())
+        epoch,loss
+        1,0.9
+        2,0.5
+    """
+    keys = [k for k in history if k != "epoch"]
     rows = max((len(v) for v in history.values()), default=0)
+    epochs = [int(e) + 1 for e in history.get("epoch", [])]  # Keras counts from 0, its log shows 1
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["epoch", *keys])
     for i in range(rows):
-        writer.writerow([i + 1, *[history[k][i] if i < len(history[k]) else "" for k in keys]])
+        epoch = epochs[i] if i < len(epochs) else i + 1
+        writer.writerow([epoch, *[history[k][i] if i < len(history[k]) else "" for k in keys]])
     return atomic_write_text(path, buf.getvalue())
 
 
@@ -224,9 +244,15 @@ def print_result(result: Any, evaluated_on: str = "test") -> None:
             print(f"  {result.directory / name}")
 
 
+def _print_notes(settings: Any) -> None:
+    for note in settings.notes:
+        print(f"bloodcell: NOTE: {note}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_mod.resolve(args)
     if args.print_config:
+        _print_notes(settings)
         print(settings_mod.as_toml(settings), end="")
         return 0
     from bloodcell.training.threads import set_cpu_threads
@@ -239,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         if source is not None:
             require_source(source)  # a mistyped path fails before the output folder is made
     Path(settings.out).mkdir(parents=True, exist_ok=True)  # fail before the work, not after
+    _print_notes(settings)
     data = load_dataset(settings.data, image_size=settings.config.input_shape[0], limit=settings.limit)
     train, val, test = make_splits(
         data,
