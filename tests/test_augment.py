@@ -245,7 +245,7 @@ class _PlanProbe(AugMix):
         n = tf.shape(images)[0]
         code = tf.concat(
             [
-                tf.cast(tf.reshape(plan.ops, [n, -1]), tf.float32),
+                tf.cast(tf.reshape(plan.ops, [n, -1]) + 1, tf.float32),  # ops from -1 (none): pixels ≥ 0
                 plan.chain_weights,
                 plan.mix_weight[:, None],
             ],

@@ -1,3 +1,4 @@
+import errno
 import os
 import stat
 
@@ -36,3 +37,17 @@ def test_temporary_name_keeps_the_suffix(tmp_path):
     with atomic_path(tmp_path / "weights.weights.h5") as tmp:
         assert tmp.name.endswith(".weights.h5")
         tmp.write_bytes(b"")
+
+
+def test_errors_name_the_target_not_the_temporary_file(tmp_path):
+    target = tmp_path / "model.keras"
+    with pytest.raises(OSError) as caught, atomic_path(target):  # a full disk names no file at all
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    with pytest.raises(PermissionError) as caught, atomic_path(target) as tmp:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp))
+    assert caught.value.filename == str(target) and ".tmp" not in str(caught.value)
+    with pytest.raises(FileNotFoundError) as caught, atomic_path(target):  # about another file: kept
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "source.npz")
+    assert caught.value.filename == "source.npz"
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
 
     The temporary name keeps the target's suffix (``suffix`` overrides it) because several writers
     (numpy's ``savez``, Keras's ``save``) choose the format from it. On error the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was; an ``OSError`` about the temporary file (a full disk,
+    permissions) is raised again naming ``path``.
 
     Example:
         >>> import tempfile, pathlib
@@ -40,9 +41,20 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as err:
+        raise _naming_target(err, tmp, target) from err
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _naming_target(err: OSError, tmp: Path, target: Path) -> OSError:
+    """The same error about ``target``: a full disk names no file, and the user never saw ``tmp``."""
+    if err.filename not in (None, str(tmp), tmp):
+        return err  # about another file (e.g. one being read): its name is the useful one
+    if err.errno is not None:
+        return type(err)(err.errno, err.strerror or str(err), os.fspath(target))
+    return type(err)(f"cannot write {os.fspath(target)!r}: {str(err).replace(str(tmp), os.fspath(target))}")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -29,6 +29,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from bloodcell._validation import check_seed
 from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 
@@ -59,9 +60,7 @@ def _labels_of(data: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
 
 
 def _rng(seed: Any) -> np.random.Generator:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ConfigurationError(f"seed must be an integer or None, got {seed!r}.")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(check_seed(seed, allow_none=True))
 
 
 def _targets(

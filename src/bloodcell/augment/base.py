@@ -27,6 +27,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bloodcell._validation import check_seed
 from bloodcell.errors import ConfigurationError, InvalidDataError
 
 __all__ = ["Augmenter", "Compose", "split_seed", "requires_one_hot"]
@@ -142,9 +143,7 @@ class Augmenter(keras.layers.Layer):
     def __init__(self, *, seed: int | None = None, name: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("trainable", False)
         super().__init__(name=name, **kwargs)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigurationError(f"seed must be an integer or None, got {seed!r}.")
-        self.seed = seed
+        self.seed = check_seed(seed, allow_none=True)
         self._seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
 

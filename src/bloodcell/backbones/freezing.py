@@ -27,6 +27,7 @@ from typing import Any
 
 import keras
 
+from bloodcell._validation import check_int, received
 from bloodcell.backbones.imagemodel import find_backbone, flat_layers
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 
@@ -77,10 +78,13 @@ def _kind_positions(layers: list[Any], kinds: Kinds) -> list[int]:
 
 
 def _count(value: Any, what: str, maximum: int, of: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{what} must be a non-negative integer, got {value!r}.")
+    value = check_int(value, what, minimum=0)
     if value > maximum:
-        raise ConfigurationError(f"{what}={value} but the backbone has only {maximum} {of}.")
+        raise ConfigurationError(
+            f"{what}={value} but the backbone has only {maximum} {of}: give a number up to {maximum}, or "
+            f"'all' to freeze the whole backbone (a freeze depth counted for one backbone does not carry "
+            f"over to another). {received(what, value)}"
+        )
     return value
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from bloodcell._validation import check_seed
 from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 
@@ -112,7 +113,7 @@ def to_tf_dataset(
         raise ConfigurationError(
             f"{type(augment).__name__} mixes labels and needs one_hot=True in to_tf_dataset()."
         )
-    if seed is None:
+    if check_seed(seed, allow_none=True) is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
     images = dataset.images
     labels = dataset.labels.astype(np.int32)
@@ -157,6 +158,9 @@ def to_tf_dataset(
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment is not None:
+        _check_augmenter(
+            augment, images[order[:batch_size]], labels[order[:batch_size]], one_hot, num_classes
+        )
         seeds = batch_seeds(seed)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda xy, s: apply_augmenter(augment, xy[0], xy[1], s),
@@ -166,3 +170,35 @@ def to_tf_dataset(
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds
+
+
+def _check_augmenter(
+    augment: Augmenter, images: np.ndarray, labels: np.ndarray, one_hot: bool, num_classes: int
+) -> None:
+    """Run the augmenter once on the first batch and refuse pixels a model cannot take.
+
+    Every model of the library expects pixels in 0–255; an augmenter that returns more (a
+    brightness change without clipping) or 0–1 (a rescaling) would train the model on values it
+    never sees at prediction time, silently.
+    """
+    import tensorflow as tf
+
+    from bloodcell.augment.base import apply_augmenter
+
+    y = tf.one_hot(labels, num_classes, dtype=tf.float32) if one_hot else tf.constant(labels)
+    out, _ = apply_augmenter(augment, tf.constant(images, tf.float32), y, tf.constant([0, 1], tf.int64))
+    pixels = np.asarray(out, np.float64)
+    name = getattr(augment, "name", None) or getattr(augment, "__qualname__", None) or type(augment).__name__
+    problem = None
+    if not np.isfinite(pixels).all():
+        problem = "NaN or infinite values"
+    elif pixels.min() < -1e-3 or pixels.max() > 255 + 1e-3:
+        problem = f"values in {pixels.min():.4g}..{pixels.max():.4g}"
+    elif pixels.max() <= 1.0 < float(images.max()):
+        problem = f"values in {pixels.min():.4g}..{pixels.max():.4g} (scaled to 0–1)"
+    if problem is not None:
+        raise ConfigurationError(
+            f"The augmenter {name!r} returned {problem} for images in 0–255. Augmenters must return "
+            "pixels in 0–255, as the models take them: clip the result (e.g. keras.ops.clip(x, 0, 255)) "
+            f"and leave rescaling to the model. Received: augment={name!r}."
+        )

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from bloodcell._validation import check_seed
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, InvalidDtypeError, UnknownNameError
 
@@ -477,8 +478,7 @@ def corrupt(images: Any, kind: str, severity: int, seed: int = 0) -> np.ndarray:
     """
     spec = get_corruption(kind)
     value = spec.value(severity)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidDtypeError(f"seed must be an integer, got {seed!r}.")
+    seed = check_seed(seed)
     x = as_images(images)
     out = np.empty_like(x)
     for start in range(0, len(x), _CHUNK):
