@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests: a tiny real Keras classifier and subprocess running."""
+"""Helpers shared by the tests: a tiny real Keras classifier, subprocess running, the submission's grader."""
 
 from __future__ import annotations
 
@@ -61,3 +61,22 @@ def popen_python(path: str, *args: str, env: dict[str, str] | None = None) -> su
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+# The grader of an AN2DL submission, run in a fresh interpreter (``python -I -c GRADER folder X.npy``):
+# bloodcell cannot be imported there, and the weights are found beside model.py. Prints the labels.
+SUBMISSION_GRADER = """
+import json, sys
+sys.modules["bloodcell"] = None
+try:
+    import bloodcell
+except ImportError:
+    pass
+else:
+    raise SystemExit("bloodcell was importable")
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from model import Model
+labels = Model().predict(np.load(sys.argv[2]))
+print(json.dumps({"labels": labels.tolist(), "dtype": str(labels.dtype), "shape": list(labels.shape)}))
+"""

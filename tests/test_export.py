@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import bloodcell as bc
+from _training_utils import SUBMISSION_GRADER
 from bloodcell.errors import (
     ConfigurationError,
     DataFileNotFoundError,
@@ -184,26 +185,6 @@ def test_tflite_rejects_bad_arguments(model, tmp_path):
     assert not (tmp_path / "model.tflite").exists()
 
 
-# Run in a fresh interpreter: -I ignores PYTHONPATH and the user site, and the None entry makes
-# `import bloodcell` fail even though the package is installed in this environment.
-_GRADER = """
-import json, sys
-sys.modules["bloodcell"] = None
-try:
-    import bloodcell
-except ImportError:
-    pass
-else:
-    raise SystemExit("bloodcell was importable")
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-from model import Model
-X = np.load(sys.argv[2])
-labels = Model().predict(X)
-print(json.dumps({"labels": labels.tolist(), "dtype": str(labels.dtype), "shape": list(labels.shape)}))
-"""
-
-
 def test_submission_zip_runs_without_bloodcell(model, images, expected, tmp_path):
     path = to_submission(model, tmp_path / "submission.zip")
     with zipfile.ZipFile(path) as archive:
@@ -215,7 +196,7 @@ def test_submission_zip_runs_without_bloodcell(model, images, expected, tmp_path
     grader_cwd = tmp_path / "elsewhere"  # the weights are found beside model.py, not in the cwd
     grader_cwd.mkdir()
     result = subprocess.run(
-        [sys.executable, "-I", "-c", _GRADER, str(tmp_path / "unzipped"), str(tmp_path / "X.npy")],
+        [sys.executable, "-I", "-c", SUBMISSION_GRADER, str(tmp_path / "unzipped"), str(tmp_path / "X.npy")],
         capture_output=True,
         text=True,
         cwd=grader_cwd,

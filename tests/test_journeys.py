@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import bloodcell as bc
+from _training_utils import SUBMISSION_GRADER
 
 # The bundled real cells, 2 per class, one epoch: each recipe's own model, optimizer and schedule.
 SMALL = [
@@ -107,22 +108,6 @@ if exported.is_dir():
 print(json.dumps(out))
 """
 
-# The grader of the submission: bloodcell cannot be imported there.
-GRADER = """
-import json, sys
-sys.modules["bloodcell"] = None
-try:
-    import bloodcell
-except ImportError:
-    pass
-else:
-    raise SystemExit("bloodcell was importable")
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-from model import Model
-print(json.dumps(Model().predict(np.load(sys.argv[2])).tolist()))
-"""
-
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory) -> tuple[Path, Path]:
@@ -184,8 +169,8 @@ def train_and_use(recipe: str, steps: tuple[str, ...], cells: tuple[Path, Path],
         # The submission runs where bloodcell cannot be imported.
         with zipfile.ZipFile(exported / "submission.zip") as archive:
             archive.extractall(work / "grader")
-        graded = python(GRADER, str(work / "grader"), str(array), cwd=work, isolated=True)
-        assert json.loads(graded.stdout) == reference.argmax(axis=1).tolist()
+        graded = python(SUBMISSION_GRADER, str(work / "grader"), str(array), cwd=work, isolated=True)
+        assert json.loads(graded.stdout)["labels"] == reference.argmax(axis=1).tolist()
 
 
 def demo_then_predict(cells: tuple[Path, Path], work: Path) -> None:

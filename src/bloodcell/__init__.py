@@ -12,8 +12,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bloodcell._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -50,17 +51,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs
 __all__ = ["__version__", *sorted(_ATTRIBUTES), *_SUBMODULES]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        module = importlib.import_module(f"bloodcell.{name}")
-        globals()[name] = module
-        return module
-    if name in _ATTRIBUTES:
-        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bloodcell' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _ATTRIBUTES, _SUBMODULES)

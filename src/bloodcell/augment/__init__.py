@@ -17,8 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bloodcell._lazy import lazy_exports
 
 # Public names and the module that defines each (PEP 562 lazy loading).
 _ATTRIBUTES = {
@@ -77,17 +76,4 @@ _SUBMODULES = (
 __all__ = sorted(_ATTRIBUTES) + list(_SUBMODULES)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ATTRIBUTES:
-        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        module = importlib.import_module(f"bloodcell.augment.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'bloodcell.augment' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _ATTRIBUTES, _SUBMODULES)

@@ -22,9 +22,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from bloodcell._lazy import lazy_exports
 from bloodcell.backbones import entries as _entries  # noqa: F401  (registers the Keras applications)
 from bloodcell.backbones.registry import (
     PREPROCESSING_MODES,
@@ -63,13 +61,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bloodcell.backbones' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

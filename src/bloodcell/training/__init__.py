@@ -12,8 +12,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bloodcell._lazy import lazy_exports
 
 # Public names and the module that defines each (PEP 562 lazy loading).
 _ATTRIBUTES = {
@@ -39,13 +38,4 @@ _ATTRIBUTES = {
 __all__ = sorted(_ATTRIBUTES)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ATTRIBUTES:
-        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bloodcell.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _ATTRIBUTES)
