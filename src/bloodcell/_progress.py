@@ -10,6 +10,8 @@ from typing import TextIO
 class Progress:
     """Prints ``label: done/total (pct) elapsed`` on one line, at most a few times a second.
 
+    On a terminal the line is rewritten in place; to a file or pipe only the final line is written.
+
     Example:
         >>> with Progress(3, "decoding", enabled=False) as bar:
         ...     for _ in range(3):
@@ -30,12 +32,18 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if self.done < self.total and now - self._last < 0.25:
-            return
+        if self.done < self.total and (not self._live or now - self._last < 0.25):
+            return  # a log file gets the final line only: "\r" would pile every update into it
         self._last = now
         pct = 100.0 * self.done / self.total
-        self.stream.write(f"\r{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f} s")
+        start = "\r" if self._live else ""
+        self.stream.write(f"{start}{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f} s")
         self.stream.flush()
+
+    @property
+    def _live(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
 
     def __enter__(self) -> Progress:
         return self
