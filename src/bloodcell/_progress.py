@@ -37,7 +37,9 @@ class Progress:
         self._last = now
         pct = 100.0 * self.done / self.total
         start = "\r" if self._live else ""
-        self.stream.write(f"{start}{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f} s")
+        self.stream.write(
+            f"{start}{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f} s"
+        )
         self.stream.flush()
 
     @property
