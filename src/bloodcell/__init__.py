@@ -20,8 +20,10 @@ __version__ = "0.1.0"
 
 # Public subpackages and modules, imported lazily (PEP 562).
 _SUBMODULES = (
+    "adapt",
     "augment",
     "backbones",
+    "cells",
     "classes",
     "cli",
     "datasets",

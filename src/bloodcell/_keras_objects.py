@@ -23,6 +23,7 @@ KERAS_OBJECT_MODULES = (
     "bloodcell.augment.scale",
     "bloodcell.backbones.imagemodel",
     "bloodcell.backbones.preprocessing",
+    "bloodcell.cells.crop",
     "bloodcell.models",
     "bloodcell.stain",
     "bloodcell.training.schedules",

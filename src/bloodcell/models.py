@@ -31,7 +31,15 @@ from bloodcell.backbones.imagemodel import ImageModel, find_backbone
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 from bloodcell.heads import DenseStack, HeadSpec, Linear, build_head
 
-__all__ = ["Classifier", "as_model", "build_classifier", "feature_extractor", "load_model", "save_model"]
+__all__ = [
+    "Classifier",
+    "as_model",
+    "build_classifier",
+    "copy_model",
+    "feature_extractor",
+    "load_model",
+    "save_model",
+]
 
 _POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 
@@ -66,6 +74,9 @@ class Classifier(ImageModel):
             :class:`~bloodcell.stain.ReinhardNormalizer` (or its
             :class:`~bloodcell.stain.StainNormalization` layer), applied to the pixels before the
             backbone and saved with the model; None: no stain normalisation.
+        cell_crop: A :class:`~bloodcell.cells.CellCrop` (or its ``scale``: ``"image"``, ``"dataset"``,
+            ``"none"``): each image is centred on its white cell and brought to PBC's scale first,
+            and the crop is saved with the model; None: the images as they are.
         name: The model's name.
         **kwargs: Other ``keras.Model`` arguments.
 
@@ -88,6 +99,7 @@ class Classifier(ImageModel):
         *args: Any,
         pooling: str = "avg",
         stain_normalization: Any = None,
+        cell_crop: Any = None,
         name: str = "classifier",
         **kwargs: Any,
     ) -> None:
@@ -113,7 +125,9 @@ class Classifier(ImageModel):
                 f"head must be a preset name, Linear/DenseStack or a Keras layer, got {type(head).__name__}."
             )
         inputs = keras.Input(shape=tuple(backbone.inputs[0].shape[1:]), dtype="float32", name="pixels")
-        pixels = inputs if stain_normalization is None else _stain_layer(stain_normalization)(inputs)
+        pixels = inputs if cell_crop is None else _cell_crop_layer(cell_crop)(inputs)
+        if stain_normalization is not None:
+            pixels = _stain_layer(stain_normalization)(pixels)
         outputs = head_layer(_pool(backbone(pixels), pooling))
         if outputs.shape[-1] != num_classes:
             raise ConfigurationError(
@@ -153,6 +167,19 @@ def _stain_layer(stain_normalization: Any) -> Any:
     )
 
 
+def _cell_crop_layer(cell_crop: Any) -> Any:
+    from bloodcell.cells import SCALES, CellCrop
+
+    if isinstance(cell_crop, CellCrop):
+        return cell_crop
+    if isinstance(cell_crop, str) and cell_crop in SCALES:
+        return CellCrop(scale=cell_crop, name="cell_crop")
+    raise InvalidDtypeError(
+        f"cell_crop must be a bloodcell.cells.CellCrop, one of {list(SCALES)} or None. "
+        f"Received: cell_crop={cell_crop!r}."
+    )
+
+
 def _freeze_kwargs(freeze: Any) -> dict[str, Any] | None:
     if freeze is None or freeze is False:
         return None
@@ -178,6 +205,7 @@ def build_classifier(
     *,
     pooling: str = "avg",
     stain_normalization: Any = None,
+    cell_crop: Any = None,
     train_batchnorm: bool = False,
     batchnorm_momentum: float | str | None = "auto",
     name: str | None = None,
@@ -206,6 +234,10 @@ def build_classifier(
             :class:`~bloodcell.stain.ReinhardNormalizer` (``.fit(train)`` first): the model then
             normalises every image's staining right after the input, before the backbone's own
             preprocessing, and the fitted target is saved in the ``.keras`` file. None: none.
+        cell_crop: A :class:`~bloodcell.cells.CellCrop` or its ``scale`` (``"image"``, ``"dataset"``,
+            ``"none"``): the model centres each image on its white cell and brings it to PBC's
+            scale before anything else, in training and prediction alike, and the crop is saved
+            in the ``.keras`` file. None (default): no crop.
         train_batchnorm: Keep the BatchNorm layers of the frozen part training (default: frozen, in
             inference mode).
         batchnorm_momentum: Backbone BatchNorm momentum: ``"auto"`` (0.9 when training from scratch,
@@ -245,6 +277,7 @@ def build_classifier(
         num_classes,
         pooling=pooling,
         stain_normalization=stain_normalization,
+        cell_crop=cell_crop,
         name=name or f"{backbone_model.name}_classifier",
     )
 
@@ -379,14 +412,25 @@ def save_model(model: Any, path: str | os.PathLike[str], *, include_optimizer: b
             f"Received: path={str(path)!r}."
         )
     if not include_optimizer and getattr(model, "compiled", False):
-        model = _uncompiled_copy(model)
+        model = copy_model(model)
     with atomic_path(path) as tmp:
         model.save(tmp)
     return path
 
 
-def _uncompiled_copy(model: Any) -> Any:
-    """The same architecture and weights, built from the model's config without its compile settings."""
+def copy_model(model: Any) -> Any:
+    """A new model with the same architecture and weights, not compiled; the original is untouched.
+
+    Built from the model's config, as Keras does when it loads a file, so every bloodcell layer
+    (stain normalisation, cell crops) comes along with its settings.
+
+    Example:
+        >>> import numpy as np
+        >>> model = build_classifier("mobilenetv3small", head="linear", input_shape=(32, 32, 3), weights=None)
+        >>> twin = copy_model(model)
+        >>> twin is not model and bool(np.array_equal(twin(np.zeros((1, 32, 32, 3))), model(np.zeros((1, 32, 32, 3)))))
+        True
+    """
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)
     # The user's own in-memory model: its Lambda layers, if any, are their code, so no safe mode here.

@@ -1,0 +1,178 @@
+"""Cell finder benchmark: how often it finds the white cell, how large cells are, what it costs.
+
+On pbc96/train, pbc96/val and the LISC set of another lab (``other_labs/lisc.npz``) the script runs
+:func:`bloodcell.cells.find_cells` and reports:
+
+* the share of images where a cell was found (the finder's own flag);
+* the nucleus span per class (10th, 50th, 90th percentile, pixels of the 96-px frame), and PBC's
+  median over the white-cell classes as a fraction of the frame: the constant
+  ``bloodcell.cells.PBC_CELL_FRACTION`` comes from this line;
+* the cost per image (finding alone, and :func:`bloodcell.cells.crop_cells`, which finds and crops),
+  three timed passes over pbc96/val after a warm-up, median and range;
+* galleries of a random sample per set (``gallery_<set>.png``): each image with a circle of the
+  measured span around the found centre, and below it the crop :class:`~bloodcell.cells.CellCrop`
+  makes. Whether each detection is right is judged by eye on these pictures; the count is
+  written into RESULTS.md by hand, with the gallery beside it.
+
+Usage::
+
+    python benchmarks/cells.py                       # writes runs/cells/results.{json,md} and galleries
+    python benchmarks/cells.py --sample 48 --seed 1  # another gallery sample
+
+Data: ``--data`` points at a folder holding ``pbc96/train``, ``pbc96/val`` (class folders of 96×96
+JPEGs, the PBC dataset of Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1) and
+``other_labs/lisc.npz``, by default ``<repo>/../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+WHITE_CELLS = ("basophil", "eosinophil", "ig", "lymphocyte", "monocyte", "neutrophil")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--sample", type=int, default=48, help="images per gallery")
+    p.add_argument("--seed", type=int, default=0, help="seed of the gallery samples")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "cells")
+    return p.parse_args(argv)
+
+
+def load(data_dir: Path) -> dict:
+    import bloodcell as bc
+
+    sets = {}
+    for split in ("train", "val"):
+        folder = data_dir / "pbc96" / split
+        if not folder.is_dir():
+            sys.exit(f"No {folder}: pass --data (see this script's docstring).")
+        sets[f"pbc96/{split}"] = bc.datasets.load_folder(folder)
+    lisc = data_dir / "other_labs" / "lisc.npz"
+    if lisc.is_file():
+        sets["lisc"] = bc.datasets.load_npz(lisc)
+    return sets
+
+
+def sizes_by_class(data, cells) -> dict:
+    import numpy as np
+
+    out = {}
+    for k, name in enumerate(data.class_names):
+        chosen = (data.labels == k) & cells.found
+        if chosen.any():
+            p10, p50, p90 = np.percentile(cells.size[chosen], [10, 50, 90])
+            out[name] = {"p10": float(p10), "median": float(p50), "p90": float(p90), "n": int(chosen.sum())}
+    return out
+
+
+def timed(fn, images, passes: int = 3) -> dict:
+    fn(images[:64])  # warm-up: TensorFlow traces the ops once
+    per_image = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        fn(images)
+        per_image.append((time.perf_counter() - start) / len(images) * 1000)
+    return {"median_ms": statistics.median(per_image), "min_ms": min(per_image), "max_ms": max(per_image)}
+
+
+def gallery(data, path: Path, sample: int, seed: int) -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from bloodcell.cells import crop_cells
+
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(data), min(sample, len(data)), replace=False))
+    images = data.images[chosen]
+    crops, cells = crop_cells(images)
+    zoom, columns = 2, 12
+    tiles = []
+    for image, crop, cy, cx, size, found in zip(
+        images, crops, cells.centre_y, cells.centre_x, cells.size, cells.found
+    ):
+        top = Image.fromarray(image).resize((96 * zoom, 96 * zoom), Image.NEAREST)
+        draw = ImageDraw.Draw(top)
+        r = max(size, 4.0) / 2 * zoom
+        y, x = (cy + 0.5) * zoom, (cx + 0.5) * zoom
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=(0, 200, 0) if found else (230, 0, 0), width=2)
+        bottom = Image.fromarray(crop).resize((96 * zoom, 96 * zoom), Image.NEAREST)
+        tiles.append(np.concatenate([np.asarray(top), np.asarray(bottom)], axis=0))
+    while len(tiles) % columns:
+        tiles.append(np.full_like(tiles[0], 255))
+    rows = [np.concatenate(tiles[i : i + columns], axis=1) for i in range(0, len(tiles), columns)]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import numpy as np
+
+    from bloodcell._io import atomic_write_text
+    from bloodcell.cells import crop_cells, find_cells
+
+    sets = load(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "command": "python benchmarks/cells.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "sets": {},
+    }
+    for name, data in sets.items():
+        cells = find_cells(data)
+        entry = {"n": len(data), "found": float(cells.found.mean()), "sizes": sizes_by_class(data, cells)}
+        white = np.isin(np.asarray(data.class_names)[data.labels], WHITE_CELLS) & cells.found
+        entry["white_cell_median_px"] = float(np.median(cells.size[white]))
+        entry["white_cell_median_fraction"] = entry["white_cell_median_px"] / data.image_shape[0]
+        gallery(data, args.out / f"gallery_{name.replace('/', '_')}.png", args.sample, args.seed)
+        results["sets"][name] = entry
+        print(f"{name}: found {entry['found']:.4f}, white-cell median {entry['white_cell_median_px']:.1f} px")
+    val = sets["pbc96/val"].images
+    results["cost_per_image"] = {
+        "find_cells": timed(lambda x: find_cells(x), val),
+        "crop_cells": timed(lambda x: crop_cells(x), val),
+    }
+    print(json.dumps(results["cost_per_image"]))
+    atomic_write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")
+
+    lines = [f"- {results['date']}, {results['machine']}", f"- `{results['command']}`", ""]
+    lines += [
+        "| set | images | found (%) | white-cell median span (px) | as a fraction of the frame |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, entry in results["sets"].items():
+        lines.append(
+            f"| {name} | {entry['n']} | {100 * entry['found']:.2f} | {entry['white_cell_median_px']:.1f} | "
+            f"{entry['white_cell_median_fraction']:.3f} |"
+        )
+    lines += ["", "| set | class | p10 | median | p90 |", "|---|---|---:|---:|---:|"]
+    for name, entry in results["sets"].items():
+        for cls, s in entry["sizes"].items():
+            lines.append(f"| {name} | {cls} | {s['p10']:.1f} | {s['median']:.1f} | {s['p90']:.1f} |")
+    cost = results["cost_per_image"]
+    lines += [
+        "",
+        "| step | ms per image (median of 3 passes over pbc96/val) | range |",
+        "|---|---:|---:|",
+        *(f"| {k} | {v['median_ms']:.2f} | {v['min_ms']:.2f}–{v['max_ms']:.2f} |" for k, v in cost.items()),
+    ]
+    atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
+    print((args.out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
