@@ -53,14 +53,13 @@ class CommandCase:
 def _tiny_model(*extra: Any) -> Any:
     import keras
 
-    return keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            *extra,
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(8, "softmax"),
-        ]
-    )
+    layers = [
+        keras.Input((32, 32, 3)),
+        *extra,
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(8, "softmax"),
+    ]
+    return keras.Sequential(layers, name="plain_model")  # a fixed name: the table shows it
 
 
 def prepare(work: Path) -> None:
@@ -204,6 +203,17 @@ CASES = [
          lambda: bc.datasets.to_tf_dataset(_sample(), augment=_brighter), errors.ConfigurationError, "pixels in 0–255"),
     Case("an augmenter that rescales to 0–1", "to_tf_dataset(data, augment=to_unit_range)",
          lambda: bc.datasets.to_tf_dataset(_sample(), augment=_to_unit_range), errors.ConfigurationError, "scaled to 0–1"),
+    Case("a cell crop scale that does not exist", "bc.cells.CellCrop(scale='lab')",
+         lambda: bc.cells.CellCrop(scale="lab"), errors.ConfigurationError, "scale must be one of"),
+    Case("a lab's scale fitted on images without cells", "CellCrop(scale='dataset').fit(blank)",
+         lambda: bc.cells.CellCrop(scale="dataset").fit(np.full((4, 96, 96, 3), 235, np.uint8)),
+         errors.ConfigurationError, "shows a cell"),
+    Case("a lab's classes the model does not know", "bc.evaluate(model, data_with_other_classes)",
+         lambda: bc.evaluate(_tiny_model(), _sample().replace(class_names=tuple("abcdefgh"))),
+         errors.InvalidDataError, "not among the model's"),
+    Case("adapting a model without BatchNorm", "bc.adapt.adapt_batchnorm(plain_model, images)",
+         lambda: bc.adapt.adapt_batchnorm(_tiny_model(), np.zeros((4, 32, 32, 3), np.uint8)),
+         errors.ConfigurationError, "no BatchNormalization layer"),
     # -- resuming a run
     Case("a damaged state.json", "Trainer(..., output_dir='run-json').fit(...)",
          lambda: _resume("run-json"), errors.UnreadableFileError, "Delete that folder"),
@@ -226,6 +236,8 @@ COMMAND_CASES = [
                 "is not a Keras model file"),
     CommandCase("a folder as the model", ("evaluate", "a folder", "sample"), 2, "is a folder"),
     CommandCase("an image over the pixel limit", ("predict", "model.keras", "cell.png"), 2, "MAX_IMAGE_PIXELS"),
+    CommandCase("a TENT setting with AdaBN", ("adapt", "model.keras", "cell.png", "--out", "a.keras", "--steps", "3"),
+                2, "apply to --method tent only"),
 ]  # fmt: skip
 
 

@@ -78,7 +78,7 @@ def python(code: str, *args: str, cwd: Path, isolated: bool = False) -> subproce
 # Steps after training. Every recipe's model must reload in a new process; the default suite runs
 # all steps on the "cpu" recipe and the reloading ones on the others (exporting EfficientNetV2S to
 # SavedModel and TFLite takes minutes on two cores); `-m slow` runs every step for every recipe.
-ALL_STEPS = ("predict", "evaluate", "robustness", "export", "reload")
+ALL_STEPS = ("predict", "evaluate", "robustness", "adapt", "export", "reload")
 DEFAULT_STEPS = {"seed": ("predict", "reload"), "cpu": ALL_STEPS, "robust": ("predict", "evaluate", "reload")}
 
 # A user's script of the next day: every artefact loaded in a process that trained nothing.
@@ -145,6 +145,20 @@ def train_and_use(recipe: str, steps: tuple[str, ...], cells: tuple[Path, Path],
             "--out", "robustness", cwd=work,
         )  # fmt: skip
         assert bc.robustness.RobustnessReport.from_json(work / "robustness" / "robustness.json").n == 8
+    if "adapt" in steps:  # to another lab's unlabelled cells (here: the folder), then used as any model
+        bloodcell("adapt", str(model), str(folder), "--out", "adapted.keras", "--batch-size", "4", cwd=work)
+        adapted = _predictions_csv(bloodcell("predict", "adapted.keras", str(folder), cwd=work).stdout)
+        assert len(adapted) == 8
+        white = work / "white"  # a lab with five of the eight classes, scored on those five
+        for name in ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"):
+            shutil.copytree(folder / name, white / name)
+        scored = bloodcell(
+            "evaluate", "adapted.keras", str(white), "--classes", "present", "--json", "white.json", cwd=work
+        )
+        assert bc.metrics.Report.from_json(work / "white.json").class_names == tuple(
+            sorted(p.name for p in white.iterdir())
+        )
+        assert "5 classes" in scored.stdout
     exported = work / "exported"
     if "export" in steps:  # every format, each from the saved file
         for fmt, name in (("keras", "model.keras"), ("savedmodel", "savedmodel"), ("tflite", "model.tflite"),

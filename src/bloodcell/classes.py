@@ -26,6 +26,7 @@ __all__ = [
     "DISPLAY_NAMES",
     "NUM_CLASSES",
     "class_index",
+    "model_class_names",
     "normalize_class_name",
     "normalize_class_names",
 ]
@@ -175,3 +176,21 @@ def class_index(name: str, class_names: Sequence[str] = CLASS_NAMES) -> int:
         7
     """
     return list(class_names).index(normalize_class_name(name, class_names))
+
+
+def model_class_names(model: object) -> tuple[str, ...]:
+    """The class of each output of a classifier: its own ``class_names`` if it has them, else the
+    eight blood cell classes for an 8-way model, else ``class_0``, ``class_1``...
+
+    Example:
+        >>> import keras
+        >>> model_class_names(keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)]))[:2]
+        ('basophil', 'eosinophil')
+    """
+    own = getattr(model, "class_names", None)
+    if own:
+        return tuple(str(c) for c in own)
+    outputs = int(model.outputs[0].shape[-1])  # type: ignore[attr-defined]
+    if outputs == len(CLASS_NAMES):
+        return CLASS_NAMES
+    return tuple(f"class_{i}" for i in range(outputs))

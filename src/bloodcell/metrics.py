@@ -29,7 +29,7 @@ from bloodcell._io import atomic_write_text, read_json_object
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
-__all__ = ["Report", "Summary", "evaluate", "summarize", "SUMMARY_METRICS"]
+__all__ = ["Report", "Summary", "evaluate", "restrict_to_classes", "summarize", "SUMMARY_METRICS"]
 
 # The columns of the seed report's Table 1 (macro averages: every class in the labels counts the same).
 SUMMARY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
@@ -400,7 +400,9 @@ def evaluate(
         dataset: A :class:`~bloodcell.datasets.BloodCellDataset`, or a ``tf.data.Dataset`` of
             ``(images, labels)`` batches (labels as indices or one-hot rows).
         batch_size: Images per prediction batch (for a ``BloodCellDataset``).
-        class_names: Class names; default: the dataset's, else the eight blood cell classes.
+        class_names: Class names; default: the dataset's, else the eight blood cell classes. When
+            they are a subset of the model's classes (another lab's five white cells), the
+            prediction is restricted to them (:func:`restrict_to_classes`).
         verbose: Keras progress output during prediction (0 = silent).
         tta: Test-time augmentation: average the probabilities over flipped/rotated copies
             (``"d4"``, ``"flips"``, ``"rot90"`` or a list of transforms, see :mod:`bloodcell.tta`);
@@ -427,10 +429,11 @@ def evaluate(
             from bloodcell import tta as tta_module
 
             prob = tta_module.predict(model, dataset, tta, batch_size=batch_size, verbose=verbose)
-            return Report.from_predictions(dataset.labels, prob, names)
-        ds = to_tf_dataset(dataset, batch_size=batch_size, shuffle=False)
-        prob = model.predict(ds, verbose=verbose)
-        return Report.from_predictions(dataset.labels, prob, names)
+        else:
+            prob = model.predict(
+                to_tf_dataset(dataset, batch_size=batch_size, shuffle=False), verbose=verbose
+            )
+        return Report.from_predictions(dataset.labels, restrict_to_classes(prob, model, names), names)
 
     import tensorflow as tf
 
@@ -456,7 +459,43 @@ def evaluate(
     prob = np.concatenate(probs)
     names = tuple(class_names) if class_names is not None else CLASS_NAMES[: prob.shape[1]]
     y_all = np.concatenate(labels)
-    return Report.from_predictions(_as_indices(y_all, len(names)), prob, names)
+    return Report.from_predictions(
+        _as_indices(y_all, len(names)), restrict_to_classes(prob, model, names), names
+    )
+
+
+def restrict_to_classes(prob: Any, model: Any, class_names: Sequence[str]) -> np.ndarray:
+    """The model's probabilities (N, C) for the data's classes only, renormalised: its prediction
+    restricted to them.
+
+    A dataset from another lab may hold only some of the model's classes (five white cells of the
+    eight): its labels count in its own class order, and the model's other classes cannot be
+    right, so they are left out of the argmax. Data with the model's classes is returned as it is.
+
+    Raises:
+        InvalidDataError: the data names classes the model does not predict.
+
+    Example:
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(8)])
+        >>> restrict_to_classes(np.full((1, 8), 0.125), model, ("lymphocyte", "monocyte")).tolist()
+        [[0.5, 0.5]]
+    """
+    from bloodcell.classes import model_class_names
+
+    prob = np.asarray(prob, np.float64)
+    names = tuple(str(c) for c in class_names)
+    model_names = model_class_names(model) if hasattr(model, "outputs") else names
+    if names == model_names or prob.ndim != 2 or prob.shape[1] != len(model_names):
+        return prob
+    unknown = [c for c in names if c not in model_names]
+    if unknown:
+        raise InvalidDataError(
+            f"The data's classes {unknown} are not among the model's {list(model_names)}; give data whose "
+            "class names are the model's, or a subset of them."
+        )
+    kept = prob[:, [model_names.index(c) for c in names]]
+    return kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-12)
 
 
 # ---------------------------------------------------------------------- summaries over runs

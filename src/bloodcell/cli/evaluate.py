@@ -25,6 +25,16 @@ def add_parser(sub: Any) -> None:
         "--batch-size", type=positive_int, default=64, metavar="N", help="images per batch (64)"
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images of each class")
+    parser.add_argument(
+        "--classes",
+        choices=("all", "present"),
+        default="all",
+        help="'present': score on the classes DATA holds only, the prediction restricted to them (another "
+        "lab's five white-cell classes); 'all' (default): the model's classes",
+    )
+    parser.add_argument(
+        "--tta", choices=("d4", "flips", "rot90"), help="average predictions over flips/rotations"
+    )
     parser.set_defaults(run=run)
 
 
@@ -33,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     data = load_dataset(args.data, image_size=model_image_size(model), limit=args.limit)
-    report = bc.evaluate(model, data, batch_size=args.batch_size)
+    if args.classes == "present":
+        data = data.drop_absent_classes()
+    report = bc.evaluate(model, data, batch_size=args.batch_size, tta=args.tta)
     print(report)
     if args.json:
         report.to_json(args.json, include_predictions=True)

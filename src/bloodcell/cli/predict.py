@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_write_text
+from bloodcell.classes import model_class_names
 from bloodcell.cli._inputs import image_files, load_model, model_image_size
 from bloodcell.cli._types import positive_int
 from bloodcell.errors import ConfigurationError
@@ -42,15 +43,6 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def class_names_for(num_outputs: int) -> list[str]:
-    """The eight blood cell classes for an 8-way model, else ``class_0``, ``class_1``..."""
-    from bloodcell.classes import CLASS_NAMES
-
-    if num_outputs == len(CLASS_NAMES):
-        return list(CLASS_NAMES)
-    return [f"class_{i}" for i in range(num_outputs)]
-
-
 def predict_files(
     model: Any, files: list[Path], *, top_k: int = 3, batch_size: int = 64
 ) -> list[dict[str, Any]]:
@@ -58,7 +50,7 @@ def predict_files(
     from bloodcell.datasets import decode_image
 
     size = model_image_size(model)
-    names = class_names_for(int(model.outputs[0].shape[-1]))
+    names = model_class_names(model)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(names):
         raise ConfigurationError(f"--top-k must lie in 1..{len(names)} (the model's classes), got {top_k!r}.")
     rows: list[dict[str, Any]] = []

@@ -335,6 +335,31 @@ class BloodCellDataset:
         keep[self._index_array(index)] = False
         return self.subset(keep)
 
+    def drop_absent_classes(self) -> BloodCellDataset:
+        """The same images with only the classes that have images, in their order (labels renumbered).
+
+        A set from another lab holding five of the eight classes then scores a model with its
+        prediction restricted to those five (see :func:`bloodcell.metrics.evaluate`).
+
+        Example:
+            >>> data = BloodCellDataset(np.zeros((3, 8, 8, 3), np.uint8), [1, 4, 4])
+            >>> kept = data.drop_absent_classes()
+            >>> kept.class_names, kept.labels.tolist()
+            (('eosinophil', 'lymphocyte'), [0, 1, 1])
+        """
+        present = np.unique(self._labels)
+        if len(present) == self.num_classes:
+            return self
+        if len(present) < 2:
+            raise EmptyDatasetError(
+                f"drop_absent_classes(): the dataset holds {len(present)} class(es); at least two are needed."
+            )
+        renumber = np.full(self.num_classes, -1, np.int64)
+        renumber[present] = np.arange(len(present))
+        return self.replace(
+            labels=renumber[self._labels], class_names=tuple(self._class_names[k] for k in present)
+        )
+
     def concat(self, *others: BloodCellDataset) -> BloodCellDataset:
         """This dataset followed by ``others`` (same class names and image size)."""
         return concat([self, *others])
