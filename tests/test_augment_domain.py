@@ -88,7 +88,9 @@ def test_stain_jitter_scales_and_shifts_each_stain_per_image(cells):
 
 
 def test_color_brightness_is_a_gain_per_image(cells):
-    aug = RandomColor(severity=5, max_gamma=0, max_contrast=0, max_saturation=0, max_hue=0)
+    aug = RandomColor(
+        severity=5, max_channel_gain=0, max_gamma=0, max_contrast=0, max_saturation=0, max_hue=0
+    )
     out = run(aug, cells.astype(np.float32))
     x = cells.astype(np.float32)
     unclipped = (out < 254.5) & (x > 20)
@@ -99,12 +101,30 @@ def test_color_brightness_is_a_gain_per_image(cells):
 
 
 def test_color_saturation_alone_keeps_the_grey_level(cells):
-    aug = RandomColor(severity=5, max_brightness=0, max_gamma=0, max_contrast=0, max_hue=0)
+    aug = RandomColor(
+        severity=5, max_channel_gain=0, max_brightness=0, max_gamma=0, max_contrast=0, max_hue=0
+    )
     out = run(aug, cells.astype(np.float32))
     grey = lambda v: v @ np.array([0.299, 0.587, 0.114])  # noqa: E731
     unclipped = ((out > 0.5) & (out < 254.5)).all(-1)
     np.testing.assert_allclose(grey(out)[unclipped], grey(cells.astype(np.float32))[unclipped], atol=1e-3)
     assert np.abs(out - cells).mean() > 1.0
+
+
+def test_color_white_balance_is_a_gain_per_channel_and_image(cells):
+    aug = RandomColor(severity=5, max_brightness=0, max_gamma=0, max_contrast=0, max_saturation=0, max_hue=0)
+    out = run(aug, cells.astype(np.float32))
+    x = cells.astype(np.float32)
+    gains = np.empty((len(x), 3))
+    for i in range(len(x)):
+        for c in range(3):
+            unclipped = (out[i, ..., c] < 254.5) & (x[i, ..., c] > 20)
+            gains[i, c] = np.median(out[i, ..., c][unclipped] / x[i, ..., c][unclipped])
+            np.testing.assert_allclose(
+                out[i, ..., c][unclipped], gains[i, c] * x[i, ..., c][unclipped], rtol=1e-4, atol=1e-3
+            )
+    assert (gains > 0.6 - 1e-3).all() and (gains < 1.4 + 1e-3).all()  # default ±40 % at severity 5
+    assert np.abs(gains[:, 0] - gains[:, 2]).max() > 0.1  # the channels move apart: a colour cast
 
 
 # ---------------------------------------------------------------------- optics and capture
@@ -317,6 +337,23 @@ def test_robust_probability_leaves_the_other_images_clean(cells):
     assert RobustAugment.from_config(RobustAugment(probability=0.75).get_config()).probability == 0.75
 
 
+def test_robust_always_applies_the_ops_named_and_draws_the_others(cells):
+    aug = RobustAugment(num_ops=1, always=["color", "stain"], probability=0.5)
+    chosen = aug.choices(4000, SEED).numpy()
+    augmented = chosen.any(1)
+    assert abs(augmented.mean() - 0.5) < 0.03 and (chosen[augmented].sum(1) == 3).all()
+    columns = [aug.ops.index("stain"), aug.ops.index("color")]
+    assert chosen[augmented][:, columns].all() and not chosen[~augmented].any()
+    others = np.delete(chosen[augmented], columns, axis=1)
+    assert np.allclose(others.mean(0), 1 / (len(ROBUST_OPS) - 2), atol=0.03)
+    assert RobustAugment.from_config(aug.get_config()).always == ("stain", "color")
+    only_always = RobustAugment(num_ops=0, always=["stain"], ops=["stain", "noise"])
+    assert (only_always.choices(100, SEED).numpy().sum(1) == 1).all()
+    for kwargs in ({"always": ["sparkles"]}, {"always": "stain"}, {"num_ops": 0}):
+        with pytest.raises(ConfigurationError):
+            RobustAugment(**kwargs)
+
+
 def test_robust_applies_only_the_ops_given(cells):
     only_deposits = RobustAugment(num_ops=1, ops=["deposits"], geometric=False, severity=5, jit_compile=False)
     out = run(only_deposits, cells.astype(np.float32))
@@ -352,9 +389,9 @@ def test_robust_in_a_pipeline_and_a_saved_model(small_sample, tmp_path):
 def test_robust_experiment_preset_uses_the_robust_augmentation():
     cfg = bc.experiments.Config.preset("robust")
     cpu = bc.experiments.Config.preset("cpu")
-    # The "cpu" recipe with RobustAugment, over a longer schedule for the harder task.
+    # The "cpu" recipe with RobustAugment and cell crops, over a longer schedule for the harder task.
     assert cfg.augment == "robust" and cfg.epochs > cpu.epochs
-    assert cfg.replace(augment="geometric", augment_options={}, epochs=cpu.epochs) == cpu
+    assert cfg.replace(augment="geometric", augment_options={}, epochs=cpu.epochs, cell_crop=None) == cpu
     assert isinstance(cfg.build_augmenter(), RobustAugment)
     assert isinstance(bc.augment.preset("robust"), RobustAugment)
 

@@ -68,6 +68,10 @@ def test_json_round_trip_and_fingerprint(tmp_path):
         ({"colour": "red"}, ConfigurationError),
         ({"batchnorm_recalibration": 0}, ConfigurationError),
         ({"batchnorm_recalibration": True}, ConfigurationError),
+        ({"monitor": "val_acc"}, ConfigurationError),
+        ({"cell_crop": "lab"}, ConfigurationError),
+        ({"precise_batchnorm": 0}, ConfigurationError),
+        ({"tta": "d8"}, ConfigurationError),
     ],
 )
 def test_bad_configs_raise(changes, error):
@@ -273,3 +277,33 @@ def test_two_phase_run_fine_tunes_the_end_of_the_backbone(tiny_backbone, splits,
     flags = {layer.name: layer.trainable for layer in _weighted_layers(model)}
     assert flags["conv2"] and not flags["conv1"] and not flags["conv0"]
     assert not flags["bn2"]  # BatchNorm stays in inference mode when fine-tuning
+
+
+def test_recipes_carry_precise_batchnorm_and_test_time_augmentation():
+    for name in ("cpu", "robust"):
+        cfg = Config.preset(name)
+        assert (cfg.precise_batchnorm, cfg.tta) == (100, "d4")
+    assert Config.preset("robust").cell_crop == "dataset"
+    seed = Config.preset("seed").to_dict()
+    assert not {"cell_crop", "precise_batchnorm", "tta"} & set(seed)  # unset: older JSON and fingerprints
+
+
+def test_run_applies_precise_batchnorm_the_cell_crop_and_tta(tiny_backbone, splits, tmp_path):
+    train, val, test = splits
+    cfg = _tiny_config(epochs=1, cell_crop="dataset", precise_batchnorm=3, tta="flips")
+    result = bc.experiments.run(cfg, train, val, test, seed=0, name="extras", output_dir=tmp_path, verbose=0)
+    model = result.load_model()
+    assert model.get_layer("cell_crop").scale == "dataset"
+    statistics = [layer.moving_mean.numpy().copy() for layer in _batchnorm(model)]
+    bc.training.recalibrate_batchnorm(model, train, batches=3, batch_size=cfg.batch_size, seed=0)
+    for before, layer in zip(statistics, _batchnorm(model)):  # the run ended with these statistics
+        np.testing.assert_allclose(layer.moving_mean.numpy(), before, rtol=1e-5, atol=1e-6)
+    report = bc.evaluate(model, test, tta="flips")
+    np.testing.assert_allclose(result.report.y_prob, report.y_prob, atol=1e-6)
+    assert not np.allclose(bc.evaluate(model, test).y_prob, report.y_prob, atol=1e-6)
+
+
+def _batchnorm(model):
+    import keras
+
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]

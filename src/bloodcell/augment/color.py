@@ -151,9 +151,11 @@ class RandomStain(DomainAugmenter):
 
 @keras.saving.register_keras_serializable(package="bloodcell")
 class RandomColor(DomainAugmenter):
-    """Exposure, gamma, contrast, saturation and hue, each drawn per image.
+    """White balance, exposure, gamma, contrast, saturation and hue, each drawn per image.
 
-    In this order (the order of a camera pipeline), each image draws: a brightness gain
+    In this order (the order of a camera pipeline), each image draws: a gain per colour channel
+    w_c ~ U(1 − w, 1 + w) (the colour of the lamp and the camera's white balance: one lab's
+    background is white, another's beige); a brightness gain
     g ~ U(1 − b, 1 + b) (x → g·x); a gamma γ = exp(U(−c, c)) with c = ln(1 + ``max_gamma``·s)
     (x → 255·(x/255)^γ); a contrast factor k ~ U(1 − k₀, 1 + k₀) about the image's mean grey;
     a saturation factor about each pixel's grey; and a hue rotation of up to ±``max_hue`` of the
@@ -162,6 +164,8 @@ class RandomColor(DomainAugmenter):
     Args:
         severity: 0–5 (0: identity).
         p: Probability that an image is augmented.
+        max_channel_gain: Largest relative gain of each colour channel at severity 5 (default
+            0.4: PBC's beige background, (255, 228, 203), and a white one are 0.26 apart in blue).
         max_brightness: Largest relative exposure change at severity 5 (default 0.5).
         max_gamma: At severity 5 the gamma lies in [1/(1 + max_gamma), 1 + max_gamma] (default 0.5).
         max_contrast: Largest relative contrast change at severity 5 (default 0.5).
@@ -182,6 +186,7 @@ class RandomColor(DomainAugmenter):
         severity: float = 3.0,
         p: float = 1.0,
         *,
+        max_channel_gain: float = 0.4,
         max_brightness: float = 0.5,
         max_gamma: float = 0.5,
         max_contrast: float = 0.5,
@@ -192,6 +197,7 @@ class RandomColor(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
+        self.max_channel_gain = check_number("max_channel_gain", max_channel_gain, 0.0, 0.9)
         self.max_brightness = check_number("max_brightness", max_brightness, 0.0, 0.9)
         self.max_gamma = check_number("max_gamma", max_gamma, 0.0, 4.0)
         self.max_contrast = check_number("max_contrast", max_contrast, 0.0, 0.9)
@@ -205,7 +211,9 @@ class RandomColor(DomainAugmenter):
         def factor(index: int, largest: float) -> Any:
             return uniform(n, split_seed(seed, index), 1.0 - largest * s, 1.0 + largest * s)
 
-        x = tf.clip_by_value(images * factor(0, self.max_brightness)[:, None, None, None], 0.0, 255.0)
+        w = self.max_channel_gain * s
+        x = images * uniform(n, split_seed(seed, 5), 1.0 - w, 1.0 + w, extra=(3,))[:, None, None, :]
+        x = tf.clip_by_value(x * factor(0, self.max_brightness)[:, None, None, None], 0.0, 255.0)
         log_gamma = math.log1p(self.max_gamma * s)
         gamma = tf.exp(uniform(n, split_seed(seed, 1), -log_gamma, log_gamma))[:, None, None, None]
         x = 255.0 * tf.exp(gamma * tf.math.log(tf.maximum(x / 255.0, 1e-6)))  # exp-log: faster than pow
@@ -228,6 +236,7 @@ class RandomColor(DomainAugmenter):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
+            max_channel_gain=self.max_channel_gain,
             max_brightness=self.max_brightness,
             max_gamma=self.max_gamma,
             max_contrast=self.max_contrast,

@@ -68,7 +68,10 @@ class RobustAugment(Augmenter):
     Args:
         severity: 0–5, passed to every augmentation (see :mod:`bloodcell.augment.domain`): each
             image draws each parameter from a range that grows with it. Default 3.
-        num_ops: Augmentations per image, drawn without replacement from ``ops`` (default 2).
+        num_ops: Augmentations per image, drawn without replacement from ``ops`` (default 2),
+            besides those of ``always``.
+        always: Names of ``ops`` every augmented image gets (e.g. ``("stain", "color")``: other
+            labs' colours on every image, not on two of eleven); default none.
         probability: Share of the images that get them (default 1: all). The others get only the
             flips, rotation and shift, so the model also sees the clean images it will mostly meet;
             lower it to trade robustness for clean accuracy.
@@ -93,6 +96,7 @@ class RobustAugment(Augmenter):
         num_ops: int = 2,
         ops: Sequence[str] = ROBUST_OPS,
         *,
+        always: Sequence[str] = (),
         probability: float = 1.0,
         geometric: bool = True,
         translation: float = 0.05,
@@ -110,7 +114,11 @@ class RobustAugment(Augmenter):
         if unknown:
             raise ConfigurationError(f"unknown augmentation(s) {unknown}; choose from {ROBUST_OPS}.")
         self.ops = tuple(op for op in ROBUST_OPS if op in ops)
-        self.num_ops = check_number("num_ops", num_ops, 1, len(self.ops), integer=True)
+        if isinstance(always, str) or not all(op in self.ops for op in always):
+            raise ConfigurationError(f"always must name some of ops {self.ops}. Received: always={always!r}.")
+        self.always = tuple(op for op in self.ops if op in always)
+        drawable = len(self.ops) - len(self.always)
+        self.num_ops = check_number("num_ops", num_ops, 0 if self.always else 1, drawable, integer=True)
         self.probability = check_number("probability", probability, 0.0, 1.0)
         self.geometric = bool(geometric)
         self.translation = check_number("translation", translation, 0.0, 1.0)
@@ -127,11 +135,14 @@ class RobustAugment(Augmenter):
     def choices(self, batch_size: Any, seed: Any) -> Any:
         """Which augmentations each image gets for ``seed``: bool (N, len(ops)).
 
-        ``num_ops`` per row for a share ``probability`` of the rows, none for the others.
+        ``always`` and ``num_ops`` more per row for a share ``probability`` of the rows, none for
+        the others.
         """
         seed = _as_seed_tensor(seed)
         scores = tf.random.stateless_uniform(tf.stack([batch_size, len(self.ops)]), seed)
-        kth = tf.math.top_k(scores, self.num_ops).values[:, -1:]
+        if self.always:  # above every draw in [0, 1): always among the top
+            scores = tf.where(tf.constant([op in self.always for op in self.ops]), 2.0, scores)
+        kth = tf.math.top_k(scores, self.num_ops + len(self.always)).values[:, -1:]
         chosen = scores >= kth
         if self.probability < 1.0:  # a separate draw, so probability=1 keeps the choices above
             augmented = (
@@ -174,6 +185,7 @@ class RobustAugment(Augmenter):
             severity=self.severity,
             num_ops=self.num_ops,
             ops=list(self.ops),
+            always=list(self.always),
             probability=self.probability,
             geometric=self.geometric,
             translation=self.translation,
