@@ -109,7 +109,9 @@ def test_sample_support_draws_k_per_class_and_leaves_the_rest(lab):
 def test_few_shot_learns_the_head_and_batchnorm_from_the_labs_five_classes(lab, data):
     model = bc.build_classifier("mobilenetv3small", head="linear", weights=None)
     support, _ = sample_support(lab, k=2)
-    adapted = few_shot(model, support, source=data, epochs=2, augment=None)
+    adapted = few_shot(
+        model, support, source=data, train="batchnorm_head", epochs=2, learning_rate=1e-3, augment=None
+    )
     batchnorm = {id(v) for layer in _batchnorm(model) for v in layer.weights}
     moved = {
         v.path: not np.array_equal(a, b) for v, a, b in zip(model.weights, _weights(model), _weights(adapted))
@@ -143,3 +145,14 @@ def test_a_folder_with_some_class_folders_is_scored_on_them(tmp_path):
     data = bc.datasets.load_folder(root).drop_absent_classes()
     assert data.class_names == WHITE
     assert bc.evaluate(tiny_classifier(), data).confusion_matrix.shape == (5, 5)
+
+
+def test_few_shot_by_default_trains_the_whole_network_and_keeps_the_original(lab, data):
+    model = bc.build_classifier("mobilenetv3small", head="linear", weights=None)
+    before = _weights(model)
+    support, _ = sample_support(lab, k=1)
+    adapted = few_shot(model, support, source=data, epochs=1, augment=None)
+    conv = [i for i, v in enumerate(model.weights) if "conv" in v.path and v.path.endswith("kernel")]
+    assert any(not np.array_equal(before[i], adapted.get_weights()[i]) for i in conv)
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)

@@ -4,11 +4,11 @@ A lab that labels k cells of each class (k = 1, 5, 10, 20) can adapt a model tra
 its own microscope and stain. :func:`few_shot` fine-tunes a copy on those cells with the library's
 :class:`~bloodcell.Trainer`, and guards against forgetting what the model knew:
 
-* only the BatchNorm layers and the head learn by default (``train="batchnorm_head"``): the
-  features stay, their normalisation and the decision move;
 * each epoch also replays as many training images of the original classes (``source``), so the
   classes the lab has no labels for, and PBC itself, are kept;
-* a low learning rate, few epochs, flips and rotations.
+* a low learning rate (1e-4: a tenth of the recipes'), few epochs, flips and rotations;
+* ``train="batchnorm_head"`` or ``"head"`` keep the convolutions as they are, when even that is too
+  much change (the whole network learns by default: another lab's colours reach the first layers).
 
 :func:`sample_support` draws the k cells per class of the evaluation protocol (the rest of the
 lab's images are what the adapted model is scored on).
@@ -33,8 +33,8 @@ from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataE
 
 __all__ = ["TRAINABLE", "few_shot", "sample_support"]
 
-#: What :func:`few_shot` lets learn: BatchNorm layers and head, the head only, or everything.
-TRAINABLE = ("batchnorm_head", "head", "all")
+#: What :func:`few_shot` lets learn: everything, the BatchNorm layers and the head, or the head only.
+TRAINABLE = ("all", "batchnorm_head", "head")
 
 
 def sample_support(
@@ -111,9 +111,9 @@ def few_shot(
     support: BloodCellDataset,
     *,
     source: BloodCellDataset | None = None,
-    train: str = "batchnorm_head",
+    train: str = "all",
     epochs: int = 30,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 1e-4,
     batch_size: int = 32,
     augment: Any = "geometric",
     seed: int = 0,
@@ -127,7 +127,7 @@ def few_shot(
         source: Images of the classes the model was trained on (e.g. PBC training images): each
             class contributes as many images as the support's largest class, replayed with them,
             so the model keeps what it knew. None: the support alone.
-        train: ``"batchnorm_head"`` (default), ``"head"`` or ``"all"``: which layers learn.
+        train: ``"all"`` (default), ``"batchnorm_head"`` or ``"head"``: which layers learn.
         epochs: Passes over support (and replay).
         learning_rate: Adam's learning rate.
         batch_size: Images per step.
