@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/cells.py                       # writes runs/cells/results.{json,md} and galleries
     python benchmarks/cells.py --sample 48 --seed 1  # another gallery sample
+    python benchmarks/cells.py --docs docs/_static   # also the user guide's small galleries
 
 Data: ``--data`` points at a folder holding ``pbc96/train``, ``pbc96/val`` (class folders of 96×96
 JPEGs, the PBC dataset of Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1) and
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample", type=int, default=48, help="images per gallery")
     p.add_argument("--seed", type=int, default=0, help="seed of the gallery samples")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "cells")
+    p.add_argument("--docs", type=Path, default=None, help="also write 24-image galleries at 96 px here")
     return p.parse_args(argv)
 
 
@@ -89,7 +91,7 @@ def timed(fn, images, passes: int = 3) -> dict:
     return {"median_ms": statistics.median(per_image), "min_ms": min(per_image), "max_ms": max(per_image)}
 
 
-def gallery(data, path: Path, sample: int, seed: int) -> None:
+def gallery(data, path: Path, sample: int, seed: int, zoom: int = 2) -> None:
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -99,7 +101,7 @@ def gallery(data, path: Path, sample: int, seed: int) -> None:
     chosen = np.sort(rng.choice(len(data), min(sample, len(data)), replace=False))
     images = data.images[chosen]
     crops, cells = crop_cells(images)
-    zoom, columns = 2, 12
+    columns = 12
     tiles = []
     for image, crop, cy, cx, size, found in zip(
         images, crops, cells.centre_y, cells.centre_x, cells.size, cells.found
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         entry["white_cell_median_px"] = float(np.median(cells.size[white]))
         entry["white_cell_median_fraction"] = entry["white_cell_median_px"] / data.image_shape[0]
         gallery(data, args.out / f"gallery_{name.replace('/', '_')}.png", args.sample, args.seed)
+        if args.docs is not None and name != "pbc96/train":
+            gallery(data, args.docs / f"cell_finder_{name.replace('/', '_')}.png", 24, args.seed, zoom=1)
         results["sets"][name] = entry
         print(f"{name}: found {entry['found']:.4f}, white-cell median {entry['white_cell_median_px']:.1f} px")
     val = sets["pbc96/val"].images

@@ -101,7 +101,7 @@ def test_zoom_is_bounded_and_settings_are_checked(cells):
     small = _uint8(zoom(cells[:4], 0.45, fill="background", jit_compile=False))
     bounded = find_cells(crop_cells(small, CellCrop(max_zoom=1.5))[0]).size
     free = find_cells(crop_cells(small, CellCrop(max_zoom=4.0))[0]).size
-    assert (bounded > 0).all() and (bounded < 0.8 * free).all()
+    assert (bounded > 0).all() and (bounded < free).all() and np.median(bounded / free) < 0.85
     for kwargs, match in (
         ({"scale": "lab"}, "scale must be one of"),
         ({"cell_fraction": 0}, "cell_fraction must be a number"),

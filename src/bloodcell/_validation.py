@@ -20,7 +20,7 @@ from typing import Any
 
 from bloodcell.errors import ConfigurationError
 
-__all__ = ["check_seed", "check_int", "received"]
+__all__ = ["check_int", "check_positive", "check_seed", "received"]
 
 
 def received(name: str, value: Any) -> str:
@@ -58,3 +58,14 @@ def check_int(value: Any, name: str, *, minimum: int | None = None, allow_none: 
 def check_seed(value: Any, name: str = "seed", *, allow_none: bool = False) -> int | None:
     """A random seed: a non-negative integer (NumPy's rule for seeds), or None where a fresh draw is allowed."""
     return check_int(value, name, minimum=0, allow_none=allow_none)
+
+
+def check_positive(value: Any, name: str) -> float:
+    """A real number above 0 (not bool): a learning rate, a scale.
+
+    >>> check_positive(1e-3, "learning_rate")
+    0.001
+    """
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number. {received(name, value)}")
+    return float(value)

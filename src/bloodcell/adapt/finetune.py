@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._validation import check_int, check_seed, received
+from bloodcell._validation import check_int, check_positive, check_seed, received
 from bloodcell.datasets.core import BloodCellDataset, concat
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
@@ -160,6 +160,7 @@ def few_shot(
             f"train must be one of {', '.join(map(repr, TRAINABLE))}. {received('train', train)}"
         )
     check_int(epochs, "epochs", minimum=1)
+    check_positive(learning_rate, "learning_rate")
     seed = check_seed(seed)
     names = model_class_names(model)
     data = _in_model_classes(support, names)

@@ -31,7 +31,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from bloodcell._validation import check_int, check_seed, received
+from bloodcell._validation import check_int, check_positive, check_seed, received
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, EmptyDatasetError
 
@@ -158,14 +158,7 @@ def tent(
     check_int(batch_size, "batch_size", minimum=1)
     check_int(steps, "steps", minimum=1, allow_none=True)
     seed = check_seed(seed)
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, (int, float))
-        or not learning_rate > 0
-    ):
-        raise ConfigurationError(
-            f"learning_rate must be a positive number. {received('learning_rate', learning_rate)}"
-        )
+    check_positive(learning_rate, "learning_rate")
     columns = _class_indices(model, classes)
     if steps is None:
         steps = min(DEFAULT_TENT_STEPS, math.ceil(len(images) / batch_size))
