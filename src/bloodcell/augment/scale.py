@@ -25,7 +25,7 @@ from bloodcell.augment.base import _as_seed_tensor, _check_batch, _restore_dtype
 from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
 from bloodcell.errors import ConfigurationError
 
-__all__ = ["RandomZoom", "border_colour", "zoom", "zoom_transforms"]
+__all__ = ["RandomZoom", "border_colour", "resample", "zoom", "zoom_transforms"]
 
 FILLS = ("background", "reflect", "nearest", "constant")
 
@@ -77,23 +77,37 @@ def zoom(
         >>> float(np.abs(out - images).max()) < 0.01
         True
     """
-    if fill not in FILLS:
-        raise ConfigurationError(f"fill must be one of {FILLS}, got {fill!r}.")
     x = _ops._check_images(images, channels=3)
     x = tf.cast(x, tf.float32)
     transforms = zoom_transforms(_ops._per_image(factor, x, "factor"), tf.shape(x)[1], tf.shape(x)[2])
+    return resample(x, transforms, fill=fill, fill_value=fill_value, jit_compile=jit_compile)
+
+
+def resample(
+    images: Any, transforms: Any, *, fill: str = "reflect", fill_value: float = 0.0, jit_compile: bool = True
+) -> Any:
+    """Each image under its own affine map (see :func:`bloodcell.augment.ops.affine_transform`),
+    float32 out, with ``fill="background"`` besides the resampler's own fills.
+
+    ``"background"`` fills what the map uncovers with each image's border median (the slide's
+    colour) instead of a copy of the image, which would repeat a large cell in the margin.
+    """
+    if fill not in FILLS:
+        raise ConfigurationError(f"fill must be one of {FILLS}, got {fill!r}.")
+    x = tf.cast(images, tf.float32)
     if fill != "background":
         return _ops.affine_transform(
             x, transforms, fill_mode=fill, fill_value=fill_value, jit_compile=jit_compile
         )
     # Resample a coverage channel with the image: 1 where the image was, 0 in the margin.
-    ones = tf.ones_like(x[..., :1])
     moved = _ops.affine_transform(
-        tf.concat([x, ones], -1), transforms, fill_mode="constant", jit_compile=jit_compile
+        tf.concat([x, tf.ones_like(x[..., :1])], -1),
+        transforms,
+        fill_mode="constant",
+        jit_compile=jit_compile,
     )
     coverage = moved[..., 3:]
-    background = border_colour(x)[:, None, None, :]
-    return moved[..., :3] + (1.0 - coverage) * background
+    return moved[..., :3] + (1.0 - coverage) * border_colour(x)[:, None, None, :]
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")

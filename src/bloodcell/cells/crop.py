@@ -37,10 +37,11 @@ import numpy as np
 import tensorflow as tf
 
 from bloodcell._validation import received
+from bloodcell.augment.scale import FILLS, resample
 from bloodcell.cells.finder import CellMeasurements, find_cells, measure_cells
 from bloodcell.errors import ConfigurationError
 
-__all__ = ["CellCrop", "FILLS", "PBC_CELL_FRACTION", "SCALES", "crop_cells"]
+__all__ = ["CellCrop", "PBC_CELL_FRACTION", "SCALES", "crop_cells"]
 
 #: The median span of a white cell's nucleus in pbc96/train, as a fraction of the 96-px frame
 #: (benchmarks/cells.py measures it): what every crop is scaled to.
@@ -48,9 +49,6 @@ PBC_CELL_FRACTION = 0.319
 
 #: What :class:`CellCrop` scales by: each image's cell, one factor per dataset, or nothing.
 SCALES = ("image", "dataset", "none")
-
-#: What fills a margin that zooming out uncovers.
-FILLS = ("background", "reflect", "nearest", "constant")
 
 
 def _check_fraction(name: str, value: Any, low: float, high: float) -> float:
@@ -123,9 +121,6 @@ class CellCrop(keras.layers.Layer):
     # -------------------------------------------------------------- the transform
     def crop(self, images: Any) -> tuple[Any, tuple[Any, Any, Any, Any, Any]]:
         """The cropped batch (float32) and the finder's tensors ``(centre_y, centre_x, size, found, contrast)``."""
-        from bloodcell.augment.ops import affine_transform
-        from bloodcell.augment.scale import border_colour
-
         x = tf.cast(images, tf.float32)
         measured = measure_cells(x, max_fraction=self.max_fraction, min_contrast=self.min_contrast)
         cy, cx, size, found, _ = measured
@@ -146,15 +141,7 @@ class CellCrop(keras.layers.Layer):
         transforms = tf.stack(
             [inverse, zero, cx - inverse * out_cx, zero, inverse, cy - inverse * out_cy], axis=-1
         )
-        if self.fill != "background":
-            out = affine_transform(x, transforms, fill_mode=self.fill, jit_compile=False)
-            return tf.clip_by_value(out, 0.0, 255.0), measured
-        # A coverage channel resampled with the image: 1 where the image was, 0 in the margin.
-        moved = affine_transform(
-            tf.concat([x, tf.ones_like(x[..., :1])], -1), transforms, fill_mode="constant", jit_compile=False
-        )
-        coverage = moved[..., 3:]
-        out = moved[..., :3] + (1.0 - coverage) * border_colour(x)[:, None, None, :]
+        out = resample(x, transforms, fill=self.fill, jit_compile=False)
         return tf.clip_by_value(out, 0.0, 255.0), measured
 
     def call(self, images: Any) -> Any:
