@@ -116,7 +116,7 @@ def gallery(data, path: Path, sample: int, seed: int, zoom: int = 2) -> None:
     while len(tiles) % columns:
         tiles.append(np.full_like(tiles[0], 255))
     rows = [np.concatenate(tiles[i : i + columns], axis=1) for i in range(0, len(tiles), columns)]
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path, quality=85)  # JPEG for the docs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         entry["white_cell_median_fraction"] = entry["white_cell_median_px"] / data.image_shape[0]
         gallery(data, args.out / f"gallery_{name.replace('/', '_')}.png", args.sample, args.seed)
         if args.docs is not None and name != "pbc96/train":
-            gallery(data, args.docs / f"cell_finder_{name.replace('/', '_')}.png", 24, args.seed, zoom=1)
+            gallery(data, args.docs / f"cell_finder_{name.replace('/', '_')}.jpg", 24, args.seed, zoom=1)
         results["sets"][name] = entry
         print(f"{name}: found {entry['found']:.4f}, white-cell median {entry['white_cell_median_px']:.1f} px")
     val = sets["pbc96/val"].images

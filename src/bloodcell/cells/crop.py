@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -181,10 +180,6 @@ class CellCrop(keras.layers.Layer):
             min_contrast=self.min_contrast,
         )
         return config
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> CellCrop:
-        return cls(**dict(config))
 
 
 def crop_cells(
