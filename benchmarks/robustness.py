@@ -91,7 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models",
         type=Path,
         default=None,
-        help="reuse the models a previous run saved (<models>/<recipe>/model.keras) instead of training",
+        help="reuse the models a previous run saved (<models>/<recipe>/model.keras) instead of training; "
+        "--recipes then names those folders",
     )
     p.add_argument("--batch-size", type=int, default=256, help="prediction batch size")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "robustness", help="output folder")
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import bloodcell as bc
 
     command = "python benchmarks/robustness.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    for name in args.recipes:  # fail before loading data when a recipe does not exist
+    for name in args.recipes if args.models is None else ():  # fail before loading data
         bc.experiments.Config.preset(name)
     train, val = load(args.data, args.limit, args.seed)
     print(f"train {len(train)} images, val {len(val)} images", flush=True)
