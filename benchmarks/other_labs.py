@@ -25,7 +25,7 @@ Every score uses the recipe's own test-time augmentation (``Config.tta``), as it
 The LISC set is for development: choices of the library were made while looking at these figures,
 so they are optimistic for LISC itself; other labs' sets are held back to judge them.
 
-Usage (two recipes, about 1.5 hours of quiet CPU on 2 cores, most of it training)::
+Usage (two recipes: about an hour of training and an hour of scoring and few-shot on 2 cores)::
 
     python benchmarks/other_labs.py --recipes robust --zooms 0.6 2.0
     python benchmarks/other_labs.py --recipes robust --shots 1 --draws 1 --limit 300   # a smoke test
@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # The "robust" preset as it stood on 2026-12-06, before cell crops and test-time adaptation: the
-# baseline every row is compared with.
+# baseline every row is compared with. Trained again by a later version, its colour augmentation
+# also draws the white-balance gains that RandomColor gained since.
 BASELINE = {
     "backbone": "mobilenetv3small",
     "head": "linear",
