@@ -79,7 +79,11 @@ def python(code: str, *args: str, cwd: Path, isolated: bool = False) -> subproce
 # all steps on the "cpu" recipe and the reloading ones on the others (exporting EfficientNetV2S to
 # SavedModel and TFLite takes minutes on two cores); `-m slow` runs every step for every recipe.
 ALL_STEPS = ("predict", "evaluate", "robustness", "adapt", "export", "reload")
-DEFAULT_STEPS = {"seed": ("predict", "reload"), "cpu": ALL_STEPS, "robust": ("predict", "evaluate", "reload")}
+DEFAULT_STEPS = {
+    "seed": ("predict", "reload"),
+    "cpu": ALL_STEPS,
+    "robust": ("predict", "evaluate", "adapt", "reload"),  # its model holds the lab-scale cell crop
+}
 
 # A user's script of the next day: every artefact loaded in a process that trained nothing.
 RELOAD = """
@@ -123,6 +127,22 @@ def _predictions_csv(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _cell_crop_settings(path: Path) -> list[dict]:
+    """The settings of each CellCrop layer as a ``.keras`` file stores them."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    found, stack = [], [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "CellCrop":
+                found.append(item["config"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
 def train_and_use(recipe: str, steps: tuple[str, ...], cells: tuple[Path, Path], work: Path) -> None:
     """``bloodcell train`` with a recipe, then each step in a process of its own."""
     folder, array = cells
@@ -147,6 +167,11 @@ def train_and_use(recipe: str, steps: tuple[str, ...], cells: tuple[Path, Path],
         assert bc.robustness.RobustnessReport.from_json(work / "robustness" / "robustness.json").n == 8
     if "adapt" in steps:  # to another lab's unlabelled cells (here: the folder), then used as any model
         bloodcell("adapt", str(model), str(folder), "--out", "adapted.keras", "--batch-size", "4", cwd=work)
+        # The robust recipe's crop learns the lab's cell scale, and the adapted file keeps it.
+        crops = [_cell_crop_settings(path) for path in (model, work / "adapted.keras")]
+        assert len(crops[0]) == len(crops[1]) == (1 if recipe == "robust" else 0)
+        for before, after in zip(*crops):
+            assert before["reference_fraction"] is None and 0.1 < after["reference_fraction"] < 0.6
         adapted = _predictions_csv(bloodcell("predict", "adapted.keras", str(folder), cwd=work).stdout)
         assert len(adapted) == 8
         white = work / "white"  # a lab with five of the eight classes, scored on those five
