@@ -24,8 +24,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -61,19 +62,26 @@ def _batchnorm_layers(model: Any) -> list[Any]:
     return layers
 
 
+@contextlib.contextmanager
+def _unfrozen(layers: list[Any]) -> Iterator[None]:
+    """Frozen BatchNorm layers made trainable for the block: a frozen one keeps its statistics in
+    training-mode calls, and adapting needs every layer's batch statistics."""
+    frozen = [layer for layer in layers if not layer.trainable]
+    for layer in frozen:
+        layer.trainable = True
+    try:
+        yield
+    finally:
+        for layer in frozen:
+            layer.trainable = False
+
+
 def _reestimate(model: Any, images: np.ndarray, batches: int, batch_size: int, seed: int) -> None:
     """AdaBN on ``model`` itself: every BatchNorm layer's statistics from the target images."""
     from bloodcell.training.batchnorm import recalibrate_batchnorm
 
-    layers = _batchnorm_layers(model)
-    frozen = [layer for layer in layers if not layer.trainable]
-    for layer in frozen:  # a frozen layer keeps its statistics in training-mode calls
-        layer.trainable = True
-    try:
+    with _unfrozen(_batchnorm_layers(model)):
         recalibrate_batchnorm(model, images, batches=batches, batch_size=batch_size, seed=seed)
-    finally:
-        for layer in frozen:
-            layer.trainable = False
 
 
 def adapt_batchnorm(
@@ -165,7 +173,6 @@ def tent(
 
     adapted = copy_model(model)
     layers = _batchnorm_layers(adapted)
-    frozen = [layer for layer in layers if not layer.trainable]
     dropouts = [
         (layer, layer.rate)
         for layer in adapted._flatten_layers(include_self=False)
@@ -191,22 +198,25 @@ def tent(
         return entropy
 
     rng = np.random.default_rng(seed)
-    for layer in frozen:  # batch statistics everywhere while adapting
-        layer.trainable = True
     for layer, _ in dropouts:
         layer.rate = 0.0
     try:
-        size = min(batch_size, len(images))
-        for _ in range(steps):
-            chosen = np.sort(rng.choice(len(images), size, replace=False))
-            step(tf.constant(images[chosen], tf.float32))
+        with _unfrozen(layers):  # batch statistics everywhere while adapting
+            size = min(batch_size, len(images))
+            for _ in range(steps):
+                chosen = np.sort(rng.choice(len(images), size, replace=False))
+                step(tf.constant(images[chosen], tf.float32))
     finally:
         for layer, rate in dropouts:
             layer.rate = rate
-        for layer in frozen:
-            layer.trainable = False
     _reestimate(adapted, images, batches, batch_size, seed)
     return adapted
+
+
+def _cell_crops(model: Any) -> list[Any]:
+    from bloodcell.cells import CellCrop
+
+    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, CellCrop)]
 
 
 def fit_cell_scale(model: Any, data: BloodCellDataset | Any) -> Any:
@@ -216,12 +226,11 @@ def fit_cell_scale(model: Any, data: BloodCellDataset | Any) -> Any:
         ConfigurationError: the model holds no :class:`~bloodcell.cells.CellCrop`, or one that
             scales each image by itself (``scale="image"``) or not at all.
     """
-    from bloodcell.cells import CellCrop
     from bloodcell.models import copy_model
 
     images = _images(data, "fit_cell_scale")
     adapted = copy_model(model)
-    crops = [layer for layer in adapted._flatten_layers(include_self=False) if isinstance(layer, CellCrop)]
+    crops = _cell_crops(adapted)
     if len(crops) != 1 or crops[0].scale != "dataset":
         raise ConfigurationError(
             "fit_cell_scale() needs a model holding one CellCrop(scale='dataset') (build_classifier(..., "
@@ -257,17 +266,12 @@ def adapt(
     Returns:
         A new, uncompiled model.
     """
-    from bloodcell.cells import CellCrop
-
     if method not in METHODS:
         raise ConfigurationError(
             f"method must be one of {', '.join(map(repr, sorted(METHODS)))}. {received('method', method)}"
         )
     if cell_scale is None:
-        cell_scale = any(
-            isinstance(layer, CellCrop) and layer.scale == "dataset"
-            for layer in model._flatten_layers(include_self=False)
-        )
+        cell_scale = any(crop.scale == "dataset" for crop in _cell_crops(model))
     if cell_scale:
         model = fit_cell_scale(model, data)
     return METHODS[method](model, data, **options)

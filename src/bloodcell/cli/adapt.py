@@ -47,13 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from bloodcell.datasets import decode_image
     from bloodcell.models import save_model
 
+    if args.method != "tent" and (args.steps or args.classes):  # before any loading
+        raise ConfigurationError("--steps and --classes apply to --method tent only.")
     files = image_files(args.images)
     model = load_model(args.model)
     size = model_image_size(model)
     images = np.stack([decode_image(f, image_size=size) for f in files])
     options: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed}
-    if args.method != "tent" and (args.steps or args.classes):
-        raise ConfigurationError("--steps and --classes apply to --method tent only.")
     if args.method == "tent":
         options.update(steps=args.steps)
         if args.classes:
