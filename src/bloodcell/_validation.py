@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from collections.abc import Iterable
@@ -33,6 +34,7 @@ __all__ = [
     "is_integer",
     "is_number",
     "received",
+    "suggest",
 ]
 
 
@@ -168,3 +170,15 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
         shown = ", ".join(repr(option) for option in options)
         raise ConfigurationError(f"{name} must be one of {shown}. {received(name, value)}")
     return value
+
+
+def suggest(value: Any, known: Iterable[str], *, n: int = 3, cutoff: float = 0.6) -> str:
+    """The "did you mean" hint for an unknown name: ``" Did you mean 'a', 'b'?"``, or ``""``.
+
+    >>> suggest("efficientnetv2", ["efficientnetv2s", "efficientnetv2m", "mobilenetv3small"])
+    " Did you mean 'efficientnetv2s', 'efficientnetv2m'?"
+    >>> suggest("resnet", ["efficientnetv2s"])
+    ''
+    """
+    close = difflib.get_close_matches(str(value), [str(k) for k in known], n=n, cutoff=cutoff)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
