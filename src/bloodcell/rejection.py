@@ -110,7 +110,7 @@ def coverage_accuracy_curve(
         m = int(np.searchsorted(-descending, -t, side="right"))  # images with confidence >= t
         out["coverage"].append(round(m / len(true), 6))
         out["accuracy"].append(round(float(correct[m - 1]) / m, 6))
-        out["threshold"].append(round(t, 6))
+        out["threshold"].append(t)
     return out
 
 
