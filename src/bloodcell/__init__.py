@@ -35,6 +35,8 @@ _SUBMODULES = (
     "models",
     "outliers",
     "plots",
+    "prediction",
+    "rejection",
     "robustness",
     "stain",
     "training",
@@ -45,6 +47,8 @@ _ATTRIBUTES = {
     "build_classifier": "bloodcell.models",
     "Trainer": "bloodcell.training",
     "evaluate": "bloodcell.metrics",
+    "predict": "bloodcell.prediction",
+    "fit_rejector": "bloodcell.rejection",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs

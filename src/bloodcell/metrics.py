@@ -72,6 +72,9 @@ class Report:
         log_loss: Cross-entropy of the predicted probabilities (natural log).
         absent_classes: The classes of ``class_names`` that no true label holds, in class order.
         y_true, y_prob: The labels and predicted probabilities the report was computed from.
+        coverage_accuracy: ``{"coverage", "accuracy", "threshold"}`` lists: the accuracy of the most
+            confident share of the images, from 1 % to 100 % of them
+            (:func:`bloodcell.rejection.coverage_accuracy_curve`); None in reports saved without it.
 
     Every average over classes (macro and weighted precision, recall and F1, balanced accuracy,
     ROC-AUC) runs over the classes present in the true labels, as scikit-learn does when given
@@ -106,6 +109,7 @@ class Report:
     absent_classes: tuple[str, ...]
     y_true: np.ndarray | None = field(default=None, repr=False, compare=False)
     y_prob: np.ndarray | None = field(default=None, repr=False, compare=False)
+    coverage_accuracy: dict[str, list[float]] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -127,6 +131,8 @@ class Report:
                 table (e.g. logits from a model without a softmax).
         """
         from sklearn import metrics as skm
+
+        from bloodcell.rejection import coverage_accuracy_curve
 
         names = tuple(str(c) for c in class_names)
         prob = np.asarray(y_prob, dtype=np.float64)
@@ -204,6 +210,7 @@ class Report:
             absent_classes=tuple(name for k, name in enumerate(names) if support[k] == 0),
             y_true=true,
             y_prob=prob,
+            coverage_accuracy=coverage_accuracy_curve(true, prob),
         )
 
     # ------------------------------------------------------------------ views
@@ -248,6 +255,8 @@ class Report:
             "confusion_matrix_normalized": np.round(self.confusion_matrix_normalized, 6).tolist(),
             "absent_classes": list(self.absent_classes),
         }
+        if self.coverage_accuracy is not None:
+            out["coverage_accuracy"] = self.coverage_accuracy
         if include_predictions and self.y_true is not None and self.y_prob is not None:
             out["y_true"] = self.y_true.tolist()
             out["y_prob"] = np.round(self.y_prob, 7).tolist()
@@ -284,6 +293,7 @@ class Report:
                 absent_classes=absent,
                 y_true=y_true,
                 y_prob=y_prob,
+                coverage_accuracy=_coverage_accuracy(data.get("coverage_accuracy")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidDataError(
@@ -349,6 +359,12 @@ def _json_float(value: float) -> float | int | None:
 
 def _from_json_float(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def _coverage_accuracy(saved: Any) -> dict[str, list[float]] | None:
+    if saved is None:
+        return None
+    return {key: [float(v) for v in saved[key]] for key in ("coverage", "accuracy", "threshold")}
 
 
 def _as_indices(y: Any, num_classes: int) -> np.ndarray:

@@ -287,6 +287,72 @@ def per_class_f1(
     return _save(fig, path, dpi)
 
 
+__all__ += ["coverage_accuracy"]
+
+
+def coverage_accuracy(
+    reports: Any,
+    path: str | os.PathLike[str],
+    *,
+    mark: float | None = 0.95,
+    title: str | None = None,
+    dpi: int = 150,
+) -> Path:
+    """Accuracy of the accepted cells against coverage (the share accepted), one line per model.
+
+    Reading right to left: how much accuracy is gained by leaving the least confident cells to
+    the haematologist (see :mod:`bloodcell.rejection`).
+
+    Args:
+        reports: A :class:`bloodcell.metrics.Report`, or ``{name: Report}`` to compare models.
+        path: The PNG file to write.
+        mark: A coverage to mark with a vertical line and the accuracy there (None: no mark).
+        title: Figure title.
+        dpi: Resolution of the PNG.
+
+    Example:
+        >>> import tempfile, numpy as np, bloodcell as bc
+        >>> report = bc.metrics.Report.from_predictions([0, 1, 1], np.eye(2)[[0, 1, 0]] * 0.8 + 0.1,
+        ...                                             class_names=("a", "b"))
+        >>> coverage_accuracy(report, tempfile.mkdtemp() + "/c.png").name
+        'c.png'
+    """
+    group = dict(reports) if isinstance(reports, Mapping) else {"": reports}
+    for name, r in group.items():
+        if getattr(r, "coverage_accuracy", None) is None:
+            raise InvalidDtypeError(
+                f"coverage_accuracy() takes Reports with a coverage-accuracy curve; {name or 'the argument'} "
+                f"is a {type(r).__name__} without one (reports saved by older versions lack it: evaluate again)."
+            )
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, r in group.items():
+        curve = r.coverage_accuracy
+        line = ax.plot(curve["coverage"], curve["accuracy"], label=label or None)[0]
+        if mark is not None:
+            k = int(np.argmin(np.abs(np.asarray(curve["coverage"]) - mark)))
+            ax.annotate(
+                f"{curve['accuracy'][k]:.1%}",
+                (curve["coverage"][k], curve["accuracy"][k]),
+                textcoords="offset points",
+                xytext=(-4, 6),
+                ha="right",
+                fontsize=8,
+                color=line.get_color(),
+            )
+    if mark is not None:
+        ax.axvline(mark, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0, 1.01)
+    ax.set_xlabel("coverage (share of cells accepted)")
+    ax.set_ylabel("accuracy of accepted cells")
+    ax.grid(alpha=0.3)
+    if len(group) > 1:
+        ax.legend(fontsize=8)
+    ax.set_title(title or "coverage vs accuracy", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
 def outlier_gallery(
     dataset: Any,
     by_reason: Mapping[str, np.ndarray],

@@ -32,7 +32,9 @@ from bloodcell.errors import BloodcellError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Subcommand modules of this package, in the order ``bloodcell --help`` lists them.
-COMMANDS = ("demo", "info", "clean", "train", "evaluate", "predict", "adapt", "export", "robustness")
+COMMANDS = (
+    "demo", "info", "clean", "train", "evaluate", "predict", "reject", "adapt", "export", "robustness",
+)  # fmt: skip
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 _DEBUG_HELP = "on an error, show the full traceback instead of one line"

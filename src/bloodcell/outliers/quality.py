@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from bloodcell._progress import Progress
@@ -138,6 +140,13 @@ class ImageQuality(OutlierDetector):
         measures = self._cache.put(data.images, quality_measures(data.images, verbose=verbose))
         typical = np.median(np.unique(measures, axis=0), axis=0)
         self.typical_ = dict(zip(MEASURES, typical.tolist()))
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"typical": dict(self.typical_)}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.typical_ = {m: float(state["typical"][m]) for m in MEASURES}
+        self._cache = FeatureCache()
 
     def ratios(self, dataset: object, *, verbose: bool = False) -> dict[str, np.ndarray]:
         """Each image's ratio to typical for every check (the quantities the cut-offs apply to)."""
