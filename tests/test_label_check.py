@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import bloodcell as bc
+from _training_utils import run_python
 from bloodcell.errors import ConfigurationError, InvalidDataError
-from tests._training_utils import run_python
 
 QUICK = {"epochs": 1, "batch_size": 16, "precise_batchnorm": None, "tta": None, "input_shape": (32, 32, 3)}
 
@@ -29,7 +29,9 @@ def quick() -> bc.experiments.Config:
 @pytest.fixture(scope="module")
 def checked(small, quick, tmp_path_factory) -> tuple[Path, np.ndarray]:
     directory = tmp_path_factory.mktemp("labels")
-    probs = bc.label_check.out_of_fold_probabilities(small, config=quick, folds=2, directory=directory, verbose=0)
+    probs = bc.label_check.out_of_fold_probabilities(
+        small, config=quick, folds=2, directory=directory, verbose=0
+    )
     return directory, probs
 
 
@@ -51,7 +53,9 @@ def test_a_second_call_reads_the_finished_folds_back_instead_of_training(small, 
     directory, probs = checked
     for model in directory.glob("fold-*/seed*/model.keras"):
         model.unlink()  # training again, or even loading a fold's model, would now fail
-    again = bc.label_check.out_of_fold_probabilities(small, config=quick, folds=2, directory=directory, verbose=0)
+    again = bc.label_check.out_of_fold_probabilities(
+        small, config=quick, folds=2, directory=directory, verbose=0
+    )
     np.testing.assert_array_equal(again, probs)
 
 
@@ -105,7 +109,14 @@ def test_check_labels_from_the_cli_writes_files_a_new_process_reads(small, tmp_p
     out = tmp_path / "check"
     done = run_python(
         "from bloodcell.cli import main; raise SystemExit(main())",
-        "check-labels", str(data_file), "--out", str(out), "--folds", "2", "--epochs", "1",
+        "check-labels",
+        str(data_file),
+        "--out",
+        str(out),
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
         timeout=900,
     )
     assert done.returncode == 0, done.stderr

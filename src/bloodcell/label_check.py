@@ -138,7 +138,9 @@ def out_of_fold_probabilities(
         if held is None:
             rest = np.setdiff1d(np.arange(len(data)), positions)
             train, inner_val = split(data.subset(rest), val=val, test=0, seed=seed)
-            result = run(config, train, inner_val, seed=seed, name=f"fold-{k}", output_dir=root, verbose=verbose)
+            result = run(
+                config, train, inner_val, seed=seed, name=f"fold-{k}", output_dir=root, verbose=verbose
+            )
             model = result.load_model()
             held = predict(model, data.subset(positions), config.tta, batch_size=config.batch_size)
             _write_fold(fold_dir / _PROBABILITIES, positions, held)
@@ -187,7 +189,9 @@ class LabelCheck:
         import io
 
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, ["position", "id", "given", "suggested", "score"], lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, ["position", "id", "given", "suggested", "score"], lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(self.rows(data))
         return atomic_write_text(path, buffer.getvalue())

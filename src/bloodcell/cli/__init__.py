@@ -32,7 +32,18 @@ from bloodcell.errors import BloodcellError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Subcommand modules of this package, in the order ``bloodcell --help`` lists them.
-COMMANDS = ("demo", "info", "clean", "train", "evaluate", "predict", "adapt", "export", "robustness", "check-labels")
+COMMANDS = (
+    "demo",
+    "info",
+    "clean",
+    "train",
+    "evaluate",
+    "predict",
+    "adapt",
+    "export",
+    "robustness",
+    "check-labels",
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 _DEBUG_HELP = "on an error, show the full traceback instead of one line"

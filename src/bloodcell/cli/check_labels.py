@@ -27,11 +27,15 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--recipe", default="cpu", help="recipe of each fold's model (cpu)")
     parser.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="override its epochs")
     parser.add_argument("--folds", type=positive_int, default=5, metavar="K", help="folds and models (5)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="K", help="seed of folds and models")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, metavar="K", help="seed of folds and models"
+    )
     parser.add_argument(
         "--image-size", type=positive_int, default=None, metavar="PX", help="resize the images to PX×PX first"
     )
-    parser.add_argument("--top", type=positive_int, default=24, metavar="N", help="images in the gallery (24)")
+    parser.add_argument(
+        "--top", type=positive_int, default=24, metavar="N", help="images in the gallery (24)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -52,11 +56,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"Checking {len(data)} labels with {args.folds} {args.recipe} models...", flush=True)
     check = check_labels(data, config=config, folds=args.folds, seed=args.seed, directory=out / "folds")
     with atomic_path(out / PROBABILITIES_NPZ) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, probabilities=check.probabilities, labels=data.labels, class_names=np.array(data.class_names))
+        np.savez(
+            handle,
+            probabilities=check.probabilities,
+            labels=data.labels,
+            class_names=np.array(data.class_names),
+        )
     csv_path = check.to_csv(data, out / SUSPECTS_CSV)
     gallery = check.gallery(data, out / GALLERY_PNG, top=args.top)
     print(f"{len(check.ranked)} of {len(data)} labels are suspect.")
     for row in check.rows(data, 5):
-        print(f"  #{row['position']}: labelled {row['given']}, looks like {row['suggested']} ({row['score']:+.2f})")
-    print(f"{'suspects:':<16}{csv_path}\n{'gallery:':<16}{gallery}\n{'probabilities:':<16}{out / PROBABILITIES_NPZ}")
+        print(
+            f"  #{row['position']}: labelled {row['given']}, looks like {row['suggested']} ({row['score']:+.2f})"
+        )
+    print(
+        f"{'suspects:':<16}{csv_path}\n{'gallery:':<16}{gallery}\n{'probabilities:':<16}{out / PROBABILITIES_NPZ}"
+    )
     return 0
