@@ -31,6 +31,7 @@ _SUBMODULES = (
     "experiments",
     "export",
     "heads",
+    "label_check",
     "metrics",
     "models",
     "outliers",
@@ -45,6 +46,7 @@ _SUBMODULES = (
 # Top-level names and the module that defines each.
 _ATTRIBUTES = {
     "build_classifier": "bloodcell.models",
+    "check_labels": "bloodcell.label_check",
     "Trainer": "bloodcell.training",
     "evaluate": "bloodcell.metrics",
     "predict": "bloodcell.prediction",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path
+from bloodcell._validation import check_int
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 
 __all__: list[str] = ["augmentation_grid", "outlier_gallery"]
@@ -508,3 +509,41 @@ def augmentation_grid(
     fig.suptitle(textwrap.fill(text, width=int(18 * n_cols)), fontsize=8)
     fig.tight_layout()
     return _save(fig, path, dpi, tight=False)
+
+
+def label_gallery(
+    dataset: Any,
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    columns: int = 8,
+    dpi: int = 100,
+) -> Path:
+    """A PNG of suspect labels: each image titled with its position, given label and suggested class.
+
+    Args:
+        dataset: The :class:`~bloodcell.datasets.BloodCellDataset` the rows point into.
+        rows: Dicts with ``position``, ``given`` and ``suggested`` (e.g. :meth:`bloodcell.label_check.LabelCheck.rows`).
+        path: Where to write the PNG.
+        columns: Images per row.
+        dpi: Resolution.
+
+    Example:
+        >>> import tempfile, bloodcell as bc
+        >>> data = bc.datasets.load_sample(per_class=2)
+        >>> rows = [{"position": 0, "given": "basophil", "suggested": "neutrophil"}]
+        >>> label_gallery(data, rows, tempfile.mkdtemp() + "/labels.png").name
+        'labels.png'
+    """
+    plt = _pyplot()
+    n_cols = max(1, min(check_int(columns, "columns", minimum=1), len(rows) or 1))
+    n_rows = max(1, -(-len(rows) // n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.9 * n_rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not rows:
+        axes[0, 0].set_title("no suspect label", fontsize=9)
+    for ax, row in zip(axes.ravel(), rows):
+        ax.imshow(dataset.images[int(row["position"])], interpolation="nearest")
+        ax.set_title(f"#{row['position']} {row['given']}\n→ {row['suggested']}?", fontsize=7)
+    return _save(fig, path, dpi)
