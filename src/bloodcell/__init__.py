@@ -23,6 +23,7 @@ _SUBMODULES = (
     "adapt",
     "augment",
     "backbones",
+    "calibration",
     "cells",
     "classes",
     "cli",
@@ -43,6 +44,7 @@ _SUBMODULES = (
 # Top-level names and the module that defines each.
 _ATTRIBUTES = {
     "build_classifier": "bloodcell.models",
+    "calibrate": "bloodcell.calibration.temperature",
     "Trainer": "bloodcell.training",
     "evaluate": "bloodcell.metrics",
 }
