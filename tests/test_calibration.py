@@ -154,6 +154,9 @@ def test_calibrate_refuses_bad_input(trained, splits):
     other = splits[1].replace(class_names=[f"x{i}" for i in range(8)])
     with pytest.raises(InvalidDataError, match="not among the model's"):
         bc.calibrate(trained, other)
+    small = bc.datasets.BloodCellDataset(bc.datasets.resize_images(splits[1].images, 48), splits[1].labels)
+    with pytest.raises(InvalidDataError, match="48"):
+        bc.calibrate(trained, small)
 
 
 def test_calibrated_model_loads_in_a_fresh_process_with_the_same_probabilities(calibrated, splits, tmp_path):

@@ -33,6 +33,7 @@ _SUBMODULES = (
     "export",
     "heads",
     "metrics",
+    "modelcard",
     "models",
     "outliers",
     "plots",

@@ -18,7 +18,9 @@ from __future__ import annotations
 from bloodcell._lazy import lazy_exports
 
 _ATTRIBUTES = {
+    "BOUNDS": "bloodcell.calibration.temperature",
     "DEFAULT_BINS": "bloodcell.calibration.scores",
+    "ReliabilityBins": "bloodcell.calibration.scores",
     "TemperatureScaling": "bloodcell.calibration.temperature",
     "brier_score": "bloodcell.calibration.scores",
     "calibrate": "bloodcell.calibration.temperature",

@@ -23,7 +23,7 @@ import numpy as np
 from bloodcell._validation import check_int, check_positive
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 
-__all__ = ["TemperatureScaling", "calibrate", "fit_temperature", "temperature_of"]
+__all__ = ["BOUNDS", "TemperatureScaling", "calibrate", "fit_temperature", "temperature_of"]
 
 # Probabilities below this are taken as this before the logarithm: a float32 softmax underflows to
 # exactly 0 for classes far below the top one, and log 0 would poison the rescaled row.
@@ -174,6 +174,7 @@ def calibrate(model: Any, val: Any, *, batch_size: int = 64, verbose: int = 0) -
         >>> calibrated.layers[-1].name, bc.calibration.temperature_of(model) is None
         ('temperature', True)
     """
+    from bloodcell.backbones.imagemodel import ImageModel
     from bloodcell.calibration.scores import expected_calibration_error
     from bloodcell.datasets import BloodCellDataset, to_tf_dataset
     from bloodcell.models import Classifier, as_model, copy_model, set_model_card
@@ -193,7 +194,7 @@ def calibrate(model: Any, val: Any, *, batch_size: int = 64, verbose: int = 0) -
     labels = _model_labels(model, val)
     twin = copy_model(model)
     uncalibrated = twin.layers[-1].input if temperature_of(twin) is not None else twin.outputs[0]
-    base = keras.Model(twin.inputs[0], uncalibrated)
+    base = ImageModel(twin.inputs[0], uncalibrated)  # checks the images' shape against the model
     prob = np.asarray(
         base.predict(to_tf_dataset(val, batch_size=batch_size, shuffle=False), verbose=verbose), np.float64
     )
