@@ -23,6 +23,7 @@ _SUBMODULES = (
     "adapt",
     "augment",
     "backbones",
+    "calibration",
     "cells",
     "classes",
     "cli",
@@ -33,6 +34,7 @@ _SUBMODULES = (
     "heads",
     "label_check",
     "metrics",
+    "modelcard",
     "models",
     "outliers",
     "plots",
@@ -46,6 +48,7 @@ _SUBMODULES = (
 # Top-level names and the module that defines each.
 _ATTRIBUTES = {
     "build_classifier": "bloodcell.models",
+    "calibrate": "bloodcell.calibration.temperature",
     "check_labels": "bloodcell.label_check",
     "Trainer": "bloodcell.training",
     "evaluate": "bloodcell.metrics",

@@ -23,6 +23,7 @@ KERAS_OBJECT_MODULES = (
     "bloodcell.augment.scale",
     "bloodcell.backbones.imagemodel",
     "bloodcell.backbones.preprocessing",
+    "bloodcell.calibration.temperature",
     "bloodcell.cells.crop",
     "bloodcell.models",
     "bloodcell.stain",

@@ -9,7 +9,7 @@ schedule, epochs) plus the data and a seed. Each run writes a folder::
         history.json     per-epoch loss, accuracy, learning rate (all phases)
         report.json      the test-set Report, predictions included
         model.keras      the trained model, without optimizer state (bloodcell.models.load_model)
-        confusion_matrix.png, training_curves.png
+        confusion_matrix.png, training_curves.png, reliability.png
         result.json      written last: its presence means the run finished
 
 A finished run is loaded, not redone; an interrupted one resumes from its last finished epoch.
@@ -468,6 +468,7 @@ def run(
     report = bc.metrics.evaluate(model, test, batch_size=config.batch_size, tta=config.tta)
     seconds = time.perf_counter() - start
 
+    bc.models.set_model_card(model, **bc.models.training_card(config, train, val, test, report, name=name))
     bc.models.save_model(model, directory / "model.keras")
     atomic_write_text(directory / "history.json", json.dumps(trainer.history, indent=1) + "\n")
     report.to_json(directory / "report.json", include_predictions=True)
@@ -479,6 +480,9 @@ def run(
         )
         bc.plots.training_curves(
             trainer.history, directory / "training_curves.png", title=f"{name}, seed {seed}"
+        )
+        bc.plots.reliability_diagram(
+            report, directory / "reliability.png", title=f"{name}, seed {seed}: ECE {report.ece:.2%}"
         )
     atomic_write_text(
         directory / "result.json",

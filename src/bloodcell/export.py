@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -32,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_path
-from bloodcell.classes import CLASS_NAMES
+from bloodcell._io import atomic_path, atomic_write_text, read_json_object
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
 __all__ = [
@@ -42,8 +42,11 @@ __all__ = [
     "SERVING_ENDPOINT",
     "UINT8_ENDPOINT",
     "TFLiteModel",
+    "CARD_FILE",
+    "card_path",
     "export",
     "load",
+    "read_card",
     "save",
     "to_savedmodel",
     "to_submission",
@@ -64,6 +67,41 @@ SERVING_ENDPOINT = "serve"
 UINT8_ENDPOINT = "serve_uint8"
 
 _SAVEDMODEL_DIR = "saved_model"  # inside the submission zip
+
+#: The model card (:func:`bloodcell.models.model_card`: class names, input size, preprocessing,
+#: temperature, recipe, metrics) as JSON, written inside a SavedModel folder and beside a ``.tflite``.
+CARD_FILE = "card.json"
+
+
+def card_path(path: str | os.PathLike[str]) -> Path:
+    """Where the card of an export lies: ``<SavedModel>/card.json``, or ``model.card.json`` beside ``model.tflite``.
+
+    Example:
+        >>> card_path("out/model.tflite").as_posix()
+        'out/model.card.json'
+    """
+    path = Path(path).expanduser()
+    return path / CARD_FILE if path.is_dir() or not path.suffix else path.with_suffix(".card.json")
+
+
+def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model card written with a SavedModel or TFLite export (JSON only, no TensorFlow needed).
+
+    Raises:
+        DataFileNotFoundError: the export has no card (written by an older bloodcell, or moved alone).
+    """
+    card = card_path(path)
+    if not card.is_file():
+        raise DataFileNotFoundError(
+            f"No model card at {str(card)!r}: export the model again with bloodcell.export to write one."
+        )
+    return read_json_object(card)
+
+
+def _card_text(model: Any) -> str:
+    from bloodcell.modelcard import model_card
+
+    return json.dumps(model_card(model), indent=2) + "\n"
 
 
 # -- models in, paths out ------------------------------------------------------------------------
@@ -224,6 +262,7 @@ def to_savedmodel(model: Any, directory: str | os.PathLike[str]) -> Path:
     _image_size(model)  # check before touching the disk
     with _atomic_directory(directory) as tmp:
         _write_savedmodel(model, tmp)
+        (tmp / CARD_FILE).write_text(_card_text(model), encoding="utf-8")
     return directory
 
 
@@ -278,6 +317,7 @@ def to_tflite(
         flatbuffer = converter.convert()
     with atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)
+    atomic_write_text(card_path(path), _card_text(model))
     return path
 
 
@@ -344,6 +384,17 @@ class TFLiteModel:
     def num_classes(self) -> int:
         """Number of classes (the output's last axis)."""
         return int(self._output["shape"][-1])
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        """The model card written beside the file by :func:`to_tflite` (None if there is none)."""
+        return read_card(self.path) if card_path(self.path).is_file() else None
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class of each output, from the model card beside the file (None if there is none)."""
+        card = self.card
+        return tuple(card["class_names"]) if card and card.get("class_names") else None
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         if self._batch != len(images):
@@ -426,7 +477,7 @@ def to_submission(
     model: Any,
     path: str | os.PathLike[str],
     *,
-    class_names: tuple[str, ...] | list[str] = CLASS_NAMES,
+    class_names: tuple[str, ...] | list[str] | None = None,
     batch_size: int = 256,
 ) -> Path:
     """Write the AN2DL Codabench submission zip: ``model.py`` and the model as a SavedModel.
@@ -447,7 +498,8 @@ def to_submission(
     Args:
         model: A Keras model taking 96×96 RGB images (or any size: None), or a ``.keras`` path.
         path: The ``.zip`` file to write.
-        class_names: The class names written into ``model.py`` (``CLASS_NAMES``), for whoever reads it.
+        class_names: The class names written into ``model.py`` (``CLASS_NAMES``), for whoever reads
+            it; None: the class names of the model's card, else :data:`bloodcell.classes.CLASS_NAMES`.
         batch_size: Images per forward pass inside ``predict`` (bounds the grader's memory use).
 
     Returns:
@@ -462,10 +514,13 @@ def to_submission(
         ['model.py', 'saved_model/fingerprint.pb', 'saved_model/saved_model.pb']
     """
     import bloodcell
+    from bloodcell.classes import CLASS_NAMES
 
     model = _as_model(model)
     path = Path(path).expanduser()
     height, width = _image_size(model)
+    if class_names is None:  # the AN2DL task's eight classes unless the model's card names its own
+        class_names = getattr(model, "class_names", None) or CLASS_NAMES
     if (height, width) not in {(96, 96), (None, None), (96, None), (None, 96)}:
         raise ConfigurationError(
             f"The AN2DL grader sends 96x96 images but model {model.name!r} takes {height}x{width}; "

@@ -45,12 +45,16 @@ _METRIC_LABELS = {
     "f1_weighted": "F1 (weighted)",
     "roc_auc_ovr": "ROC-AUC (OvR)",
     "log_loss": "Log-loss",
+    "ece": "ECE",
+    "brier": "Brier score",
 }
+# Metrics added after reports were first saved: read as NaN from files without them.
+_LATER_METRICS = ("ece", "brier")
 
 
 def _is_fraction(metric: str) -> bool:
-    """Metrics in 0..1 (shown as percentages in tables); log-loss is not one."""
-    return metric != "log_loss"
+    """Metrics in 0..1 (shown as percentages in tables); log-loss and the Brier score are not."""
+    return metric not in ("log_loss", "brier")
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare reports with to_dict()
@@ -70,6 +74,10 @@ class Report:
         confusion_matrix: Counts (C × C, every class), rows = true class, columns = predicted class.
         roc_auc_ovr: Macro mean of the one-vs-rest ROC-AUC of each class present in the labels.
         log_loss: Cross-entropy of the predicted probabilities (natural log).
+        ece: Expected calibration error over 15 equal-width confidence bins
+            (:func:`bloodcell.calibration.expected_calibration_error`); 0 when every confidence
+            matches its accuracy.
+        brier: Multi-class Brier score (:func:`bloodcell.calibration.brier_score`), 0..2.
         absent_classes: The classes of ``class_names`` that no true label holds, in class order.
         y_true, y_prob: The labels and predicted probabilities the report was computed from.
         coverage_accuracy: ``{"coverage", "accuracy", "threshold"}`` lists: the accuracy of the most
@@ -107,6 +115,8 @@ class Report:
     roc_auc_ovr: float
     log_loss: float
     absent_classes: tuple[str, ...]
+    ece: float = math.nan
+    brier: float = math.nan
     y_true: np.ndarray | None = field(default=None, repr=False, compare=False)
     y_prob: np.ndarray | None = field(default=None, repr=False, compare=False)
     coverage_accuracy: dict[str, list[float]] | None = field(default=None, repr=False, compare=False)
@@ -188,6 +198,8 @@ class Report:
         with warnings.catch_warnings():  # predictions of a class absent from the labels are legitimate
             warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
             balanced = float(skm.balanced_accuracy_score(true, pred))
+        from bloodcell.calibration.scores import brier_score, expected_calibration_error
+
         pm, rm, fm = averaged("macro")
         pw, rw, fw = averaged("weighted")
         defined = aucs[~np.isnan(aucs)]
@@ -208,6 +220,8 @@ class Report:
             roc_auc_ovr=float(defined.mean()) if defined.size else math.nan,
             log_loss=float(skm.log_loss(true, prob, labels=labels)),
             absent_classes=tuple(name for k, name in enumerate(names) if support[k] == 0),
+            ece=expected_calibration_error(true, prob),
+            brier=brier_score(true, prob),
             y_true=true,
             y_prob=prob,
             coverage_accuracy=coverage_accuracy_curve(true, prob),
@@ -287,7 +301,10 @@ class Report:
             report = cls(
                 class_names=class_names,
                 n=int(data["n"]),
-                **{name: _from_json_float(data[name]) for name in _METRIC_LABELS},
+                **{
+                    name: _from_json_float(data.get(name) if name in _LATER_METRICS else data[name])
+                    for name in _METRIC_LABELS
+                },
                 per_class=per_class,
                 confusion_matrix=np.asarray(data["confusion_matrix"], np.int64),
                 absent_classes=absent,
@@ -324,6 +341,7 @@ class Report:
             f"  weighted  precision {self.precision_weighted:7.2%}  recall {self.recall_weighted:7.2%}  "
             f"F1 {self.f1_weighted:7.2%}",
             f"  ROC-AUC (one-vs-rest, macro) {self.roc_auc_ovr:.4f}    log-loss {self.log_loss:.4f}",
+            f"  calibration  ECE {self.ece:7.2%} (15 bins)    Brier score {self.brier:.4f}",
         ]
         if self.absent_classes:
             lines.append(

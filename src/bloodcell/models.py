@@ -17,6 +17,7 @@ the inference model only, without the optimizer's state.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from bloodcell.backbones.freezing import freeze as freeze_layers
 from bloodcell.backbones.imagemodel import ImageModel, find_backbone
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 from bloodcell.heads import DenseStack, HeadSpec, Linear, build_head
+from bloodcell.modelcard import model_card, set_model_card, training_card
 
 __all__ = [
     "Classifier",
@@ -38,7 +40,10 @@ __all__ = [
     "copy_model",
     "feature_extractor",
     "load_model",
+    "model_card",
     "save_model",
+    "set_model_card",
+    "training_card",
 ]
 
 _POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
@@ -77,6 +82,8 @@ class Classifier(ImageModel):
         cell_crop: A :class:`~bloodcell.cells.CellCrop` (or its ``scale``: ``"image"``, ``"dataset"``,
             ``"none"``): each image is centred on its white cell and brought to PBC's scale first,
             and the crop is saved with the model; None: the images as they are.
+        card: Stored fields of its model card (class names, recipe, data, metrics...; see
+            :func:`bloodcell.models.model_card`), saved with the model.
         name: The model's name.
         **kwargs: Other ``keras.Model`` arguments.
 
@@ -100,11 +107,13 @@ class Classifier(ImageModel):
         pooling: str = "avg",
         stain_normalization: Any = None,
         cell_crop: Any = None,
+        card: Mapping[str, Any] | None = None,
         name: str = "classifier",
         **kwargs: Any,
     ) -> None:
         if args or "inputs" in kwargs:  # Keras rebuilding a saved functional graph
             super().__init__(*args, name=name, **kwargs)
+            self._card_json = json.dumps(dict(card or {}))
             return
         if backbone is None:
             raise ConfigurationError(
@@ -134,6 +143,25 @@ class Classifier(ImageModel):
                 f"The head returns {outputs.shape[-1]} outputs per image but num_classes={num_classes}."
             )
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        # Kept as JSON text: plain values, copied on every read, and not tracked by Keras.
+        self._card_json = json.dumps(dict(card or {}))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.card:
+            config["card"] = self.card
+        return config
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The stored fields of its model card (a copy; set them with :func:`set_model_card`)."""
+        return json.loads(self._card_json)
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class of each output, when its card names them (None otherwise)."""
+        names = self.card.get("class_names")
+        return tuple(names) if names else None
 
     @property
     def backbone(self) -> Any:
@@ -146,7 +174,8 @@ class Classifier(ImageModel):
     @property
     def head(self) -> Any:
         """The head (a ``keras.Sequential`` for the bloodcell heads)."""
-        return self.layers[-1]
+        names = [layer.name for layer in self.layers]
+        return self.get_layer("head") if "head" in names else self.layers[-1]
 
     @property
     def num_classes(self) -> int:
