@@ -34,6 +34,7 @@ _SUBMODULES = (
     "metrics",
     "models",
     "outliers",
+    "pipeline",
     "plots",
     "robustness",
     "stain",

@@ -10,7 +10,7 @@ the zoom is folded into the rotation's affine map, so those images are resampled
 
 :func:`preset` names ready-made pipelines: ``preset("robust")`` is ``RobustAugment()``.
 
-In a pipeline: ``bc.datasets.to_tf_dataset(data, 64, augment=bc.augment.preset("robust"),
+In a pipeline: ``bc.pipeline.to_tf_dataset(data, 64, augment=bc.augment.preset("robust"),
 shuffle=True, seed=0)``; in an experiment: ``bc.experiments.Config.preset("robust")``.
 
 Example:
