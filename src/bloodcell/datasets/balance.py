@@ -29,7 +29,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from bloodcell._validation import check_seed
+from bloodcell._validation import check_choice, check_int, check_seed, is_integer, received
 from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 
@@ -73,7 +73,7 @@ def _targets(
         raise InvalidDataError(f"cannot {kind}sample an empty set of labels.")
     if isinstance(strategy, str):
         if strategy != "auto":
-            raise ConfigurationError(f"strategy must be 'auto' or a dict {{class: count}}, got {strategy!r}.")
+            raise ConfigurationError(f"strategy must be 'auto' or a dict {{class: count}}. {received('strategy', strategy)}")
         goal = int(counts[present].max() if kind == "over" else counts[present].min())
         return {k: goal for k in present}
     if not isinstance(strategy, Mapping):
@@ -87,13 +87,13 @@ def _targets(
                 known = list(class_names) if class_names else "integer indices (plain labels have no names)"
                 raise ConfigurationError(f"strategy names unknown class {key!r}; use one of {known}.")
             k = class_names.index(key)
-        elif isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        elif is_integer(key):
             k = int(key)
         else:
             raise ConfigurationError(f"strategy keys must be class indices or names, got {key!r}.")
         if k not in targets:
             raise ConfigurationError(f"strategy asks for class {key!r}, which has no images to resample.")
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        if not is_integer(value) or value < 0:
             raise ConfigurationError(
                 f"strategy counts must be non-negative integers, got {key!r}: {value!r}."
             )
@@ -363,10 +363,8 @@ def smote(
         (6, 'smote')
     """
     dataset = _check_dataset(dataset, "smote()")
-    if isinstance(k_neighbors, bool) or not isinstance(k_neighbors, (int, np.integer)) or k_neighbors < 1:
-        raise ConfigurationError(f"k_neighbors must be a positive integer, got {k_neighbors!r}.")
-    if space not in ("pixels", "features"):
-        raise ConfigurationError(f"space must be 'pixels' or 'features', got {space!r}.")
+    k_neighbors = check_int(k_neighbors, "k_neighbors", minimum=1)
+    check_choice(space, "space", ("pixels", "features"))
     labels = np.asarray(dataset.labels)
     targets = _targets(labels, strategy, dataset.class_names, "over")
     counts = np.bincount(labels, minlength=dataset.num_classes)
