@@ -25,7 +25,7 @@ KERAS_OBJECT_MODULES = (
     "bloodcell.backbones.preprocessing",
     "bloodcell.cells.crop",
     "bloodcell.models",
-    "bloodcell.stain",
+    "bloodcell.stain.layer",
     "bloodcell.training.schedules",
 )
 

@@ -33,8 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from bloodcell.augment.base import split_seed
-from bloodcell.augment.color import STAIN_VECTORS
 from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
+from bloodcell.stain.density import LN10, STAIN_VECTORS
 
 __all__ = ["RandomDeposits", "RandomBubbles", "RandomIllumination"]
 
@@ -135,7 +135,7 @@ class RandomDeposits(DomainAugmenter):
         neutral = tf.fill([1, 3], 1.0 / math.sqrt(3.0))
         dye = tf.constant(STAIN_VECTORS[:1], tf.float32)
         colour = mix * dye + (1.0 - mix) * neutral  # (N, 3), optical density per unit dye
-        return images * tf.exp(-math.log(10.0) * od * colour[:, None, None, :])  # 10^−OD, faster
+        return images * tf.exp(-LN10 * od * colour[:, None, None, :])  # 10^−OD, faster
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
