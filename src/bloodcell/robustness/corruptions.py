@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import io
 import zlib
 from collections.abc import Callable, Mapping
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._validation import check_seed
+from bloodcell._validation import check_seed, is_integer, received, suggest
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, InvalidDtypeError, UnknownNameError
 
@@ -427,20 +426,19 @@ def get_corruption(kind: str) -> Corruption:
         UnknownNameError: for a name that is not in the suite (the message lists the closest names).
     """
     if not isinstance(kind, str):
-        raise InvalidDtypeError(f"A corruption kind is a name (str), got {type(kind).__name__}.")
+        raise InvalidDtypeError(f"A corruption kind is a name (str). {received('kind', kind)}")
     if kind not in CORRUPTIONS:
-        close = difflib.get_close_matches(kind, list(CORRUPTIONS), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise UnknownNameError(
-            f"Unknown corruption {kind!r}.{hint} Kinds: {', '.join(CORRUPTIONS)} (bloodcell.robustness.list_corruptions())."
+            f"Unknown corruption {kind!r}.{suggest(kind, CORRUPTIONS, cutoff=0.4)} Kinds: "
+            f"{', '.join(CORRUPTIONS)} (bloodcell.robustness.list_corruptions()). {received('kind', kind)}"
         )
     return CORRUPTIONS[kind]
 
 
 def _check_severity(severity: Any) -> int:
-    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
+    if not is_integer(severity) or not 1 <= severity <= 5:
         raise ConfigurationError(
-            f"severity must be an integer from 1 (mild) to 5 (severe), got {severity!r}."
+            f"severity must be an integer from 1 (mild) to 5 (severe). {received('severity', severity)}"
         )
     return int(severity)
 
