@@ -33,6 +33,7 @@ import numpy as np
 from bloodcell._validation import check_seed, is_integer, received, suggest
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, InvalidDtypeError, UnknownNameError
+from bloodcell.stain.density import STAIN_VECTORS, UNMIX, optical_density, transmitted
 
 __all__ = [
     "Corruption",
@@ -139,23 +140,16 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # Stain and colour
 # ---------------------------------------------------------------------------------------------
-# Haematoxylin, eosin and residual optical-density directions (Ruifrok & Johnston 2001).
-_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
-_HED /= np.linalg.norm(_HED, axis=1, keepdims=True)
-_HED_INV = np.linalg.inv(_HED).astype(np.float32)
-
-
 def _hed_shift(x8: np.ndarray, strength: float, rngs: list[np.random.Generator]) -> np.ndarray:
     # Stain amounts live in optical density (Beer–Lambert): scale and offset the H and E amounts.
-    od = -np.log(np.clip(_float(x8), 1.0 / 255.0, 1.0))
-    stains = od @ _HED_INV
+    stains = optical_density(x8) @ UNMIX
     draws = np.array([r.uniform(0.5, 1.0, 4) * np.where(r.random(4) < 0.5, -1, 1) for r in rngs], np.float32)
     scale = np.ones((len(x8), 3), np.float32)
     shift = np.zeros((len(x8), 3), np.float32)
     scale[:, :2] += strength * draws[:, :2]
     shift[:, :2] = 0.25 * strength * draws[:, 2:]
     stains = stains * scale[:, None, None, :] + shift[:, None, None, :]
-    return np.exp(-np.maximum(stains @ _HED, 0.0))
+    return transmitted(np.maximum(stains @ STAIN_VECTORS, 0.0)) / 255.0
 
 
 def _hue_shift(x8: np.ndarray, degrees: float, rngs: list[np.random.Generator]) -> np.ndarray:
