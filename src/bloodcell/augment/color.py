@@ -33,8 +33,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bloodcell._validation import check_number
 from bloodcell.augment.base import _check_batch, split_seed
-from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
+from bloodcell.augment.domain import DomainAugmenter, uniform
 from bloodcell.stain.density import LN10, STAIN_VECTORS, UNMIX, optical_density_tf, transmitted_tf
 
 __all__ = ["RandomStain", "RandomColor", "rgb_to_hed", "hed_to_rgb", "STAIN_VECTORS"]
@@ -121,8 +122,8 @@ class RandomStain(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_scale = check_number("max_scale", max_scale, 0.0, 1.0)
-        self.max_shift = check_number("max_shift", max_shift, 0.0, 1.0)
+        self.max_scale = check_number(max_scale, "max_scale", low=0.0, high=1.0)
+        self.max_shift = check_number(max_shift, "max_shift", low=0.0, high=1.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         n = tf.shape(images)[0]
@@ -194,12 +195,12 @@ class RandomColor(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_channel_gain = check_number("max_channel_gain", max_channel_gain, 0.0, 0.9)
-        self.max_brightness = check_number("max_brightness", max_brightness, 0.0, 0.9)
-        self.max_gamma = check_number("max_gamma", max_gamma, 0.0, 4.0)
-        self.max_contrast = check_number("max_contrast", max_contrast, 0.0, 0.9)
-        self.max_saturation = check_number("max_saturation", max_saturation, 0.0, 1.0)
-        self.max_hue = check_number("max_hue", max_hue, 0.0, 0.5)
+        self.max_channel_gain = check_number(max_channel_gain, "max_channel_gain", low=0.0, high=0.9)
+        self.max_brightness = check_number(max_brightness, "max_brightness", low=0.0, high=0.9)
+        self.max_gamma = check_number(max_gamma, "max_gamma", low=0.0, high=4.0)
+        self.max_contrast = check_number(max_contrast, "max_contrast", low=0.0, high=0.9)
+        self.max_saturation = check_number(max_saturation, "max_saturation", low=0.0, high=1.0)
+        self.max_hue = check_number(max_hue, "max_hue", low=0.0, high=0.5)
 
     def transform(self, images: Any, seed: Any) -> Any:
         n = tf.shape(images)[0]

@@ -34,6 +34,7 @@ import math
 import sys
 from typing import Any
 
+from bloodcell._validation import check_choice, is_number, received
 from bloodcell.errors import ConfigurationError, InvalidDataError
 
 __all__ = [
@@ -255,8 +256,8 @@ def posterize(images: Any, bits: Any) -> Any:
     tf = _tf()
     x = _check_images(images)
     b = _per_image(bits, x, "bits", tf.int32)
-    if isinstance(bits, (int, float)) and not 1 <= bits <= 8:
-        raise ConfigurationError(f"bits must lie in 1..8, got {bits!r}.")
+    if is_number(bits) and not 1 <= bits <= 8:
+        raise ConfigurationError(f"bits must lie in 1..8. {received('bits', bits)}")
     b = tf.clip_by_value(b, 1, 8)
     return _lut_op(
         x,
@@ -368,10 +369,8 @@ def sharpness(images: Any, factor: Any) -> Any:
 # geometry: one resampler for every affine map
 # ----------------------------------------------------------------------------------------------
 def _check_geometry(interpolation: str, fill_mode: str) -> None:
-    if interpolation not in INTERPOLATIONS:
-        raise ConfigurationError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
-    if fill_mode not in FILL_MODES:
-        raise ConfigurationError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}.")
+    check_choice(interpolation, "interpolation", INTERPOLATIONS)
+    check_choice(fill_mode, "fill_mode", FILL_MODES)
 
 
 def _map_coordinates(coords: Any, size: Any, fill_mode: str) -> Any:
