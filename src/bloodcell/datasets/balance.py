@@ -73,7 +73,9 @@ def _targets(
         raise InvalidDataError(f"cannot {kind}sample an empty set of labels.")
     if isinstance(strategy, str):
         if strategy != "auto":
-            raise ConfigurationError(f"strategy must be 'auto' or a dict {{class: count}}. {received('strategy', strategy)}")
+            raise ConfigurationError(
+                f"strategy must be 'auto' or a dict {{class: count}}. {received('strategy', strategy)}"
+            )
         goal = int(counts[present].max() if kind == "over" else counts[present].min())
         return {k: goal for k in present}
     if not isinstance(strategy, Mapping):
