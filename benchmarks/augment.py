@@ -1,6 +1,6 @@
 """Benchmark: AugMix throughput in a ``tf.data`` pipeline, bloodcell against Keras and imgaug.
 
-Every method runs in the same ``bc.datasets.to_tf_dataset`` pipeline over the same real 96×96
+Every method runs in the same ``bc.pipeline.to_tf_dataset`` pipeline over the same real 96×96
 PBC images in batches of ``--batch-size`` (64; repeat, no shuffle), in the same process, interleaved
 round by round so that a change of machine load hits all of them alike. Each measurement times
 ``--batches`` batches after ``--warmup`` batches (which include XLA compilation and graph tracing):
@@ -118,7 +118,7 @@ def measure(data, augment, batch_size: int, warmup: int, batches: int) -> tuple[
     """Images per second and CPU milliseconds per image over ``batches`` batches after ``warmup``."""
     import bloodcell as bc
 
-    ds = bc.datasets.to_tf_dataset(
+    ds = bc.pipeline.to_tf_dataset(
         data, batch_size, augment=augment, seed=0, repeat=True, drop_remainder=True
     )
     it = iter(ds)

@@ -70,8 +70,8 @@ def run(train, val, momentum, args: argparse.Namespace) -> dict:
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    train_ds = bc.datasets.to_tf_dataset(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    val_ds = bc.datasets.to_tf_dataset(val, batch_size=256)
+    train_ds = bc.pipeline.to_tf_dataset(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    val_ds = bc.pipeline.to_tf_dataset(val, batch_size=256)
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start

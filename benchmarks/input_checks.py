@@ -57,7 +57,7 @@ def main() -> None:
 
     def check_dataset() -> None:
         _CHECKED_DATASETS.clear()  # time the first call (the peek), not the cached one
-        model.check_inputs(bc.datasets.to_tf_dataset(data, batch_size=64), "benchmark")
+        model.check_inputs(bc.pipeline.to_tf_dataset(data, batch_size=64), "benchmark")
 
     checks = {
         "check uint8 array": median_seconds(

@@ -238,7 +238,7 @@ def extractors(which: list[str], train: bc.datasets.BloodCellDataset, epochs: in
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        ds = bc.datasets.to_tf_dataset(train, batch_size=64, shuffle=True, seed=seed)
+        ds = bc.pipeline.to_tf_dataset(train, batch_size=64, shuffle=True, seed=seed)
         start = time.perf_counter()
         hist = model.fit(ds, epochs=epochs, verbose=0)
         took = time.perf_counter() - start

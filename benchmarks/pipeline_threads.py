@@ -69,7 +69,7 @@ def pipeline(data, variant: str, batch_size: int = 32, passes: int = 1000):
     import bloodcell as bc
 
     indices = np.tile(np.arange(len(data)), passes)  # endless enough; fit takes steps_per_epoch
-    ds = bc.datasets.to_tf_dataset(
+    ds = bc.pipeline.to_tf_dataset(
         data,
         batch_size,
         augment=bc.augment.AugMix(),

@@ -103,7 +103,7 @@ def timing(data_root: Path) -> str:
         numpy_s = time.perf_counter() - start
         inputs = keras.Input((96, 96, 3))
         model = keras.Model(inputs, normalizer.to_layer()(inputs))
-        ds = bc.datasets.to_tf_dataset(val, batch_size=64, shuffle=False).map(lambda x, y: x)
+        ds = bc.pipeline.to_tf_dataset(val, batch_size=64, shuffle=False).map(lambda x, y: x)
         model.predict(ds.take(1), verbose=0)  # trace once, outside the timing
         start = time.perf_counter()
         layer_out = model.predict(ds, verbose=0)

@@ -332,7 +332,7 @@ def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) ->
         model.fit(data.images, data.labels, validation_data=(scaled, data.labels), epochs=1, verbose=0)
     with pytest.warns(PixelRangeWarning):
         model.fit(
-            bc.datasets.to_tf_dataset(data, batch_size=8).map(lambda x, y: (x / 255.0, y)),
+            bc.pipeline.to_tf_dataset(data, batch_size=8).map(lambda x, y: (x / 255.0, y)),
             epochs=1,
             shuffle=False,
             verbose=0,
@@ -344,7 +344,7 @@ def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error", PixelRangeWarning)
         model.fit(
-            bc.datasets.to_tf_dataset(data, batch_size=8), epochs=1, shuffle=False, verbose=0
+            bc.pipeline.to_tf_dataset(data, batch_size=8), epochs=1, shuffle=False, verbose=0
         )  # float 0-255
         uint8 = tf.data.Dataset.from_tensor_slices((data.images, data.labels)).batch(8)
         model.fit(uint8, epochs=1, shuffle=False, verbose=0)

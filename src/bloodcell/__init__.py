@@ -37,6 +37,7 @@ _SUBMODULES = (
     "modelcard",
     "models",
     "outliers",
+    "pipeline",
     "plots",
     "prediction",
     "rejection",

@@ -16,8 +16,8 @@ KERAS_OBJECT_MODULES = (
     "bloodcell.augment.augmix",
     "bloodcell.augment.base",
     "bloodcell.augment.color",
-    "bloodcell.augment.consistency",
     "bloodcell.augment.geometric",
+    "bloodcell.augment.multiview",
     "bloodcell.augment.optics",
     "bloodcell.augment.presets",
     "bloodcell.augment.scale",
@@ -26,7 +26,7 @@ KERAS_OBJECT_MODULES = (
     "bloodcell.calibration.temperature",
     "bloodcell.cells.crop",
     "bloodcell.models",
-    "bloodcell.stain",
+    "bloodcell.stain.layer",
     "bloodcell.training.schedules",
 )
 

@@ -454,7 +454,8 @@ def evaluate(
         >>> report.n, report.confusion_matrix.shape
         (16, (8, 8))
     """
-    from bloodcell.datasets import BloodCellDataset, to_tf_dataset
+    from bloodcell.datasets import BloodCellDataset
+    from bloodcell.pipeline import to_tf_dataset
 
     if isinstance(dataset, BloodCellDataset):
         dataset.check_not_empty("evaluate()")

@@ -151,7 +151,8 @@ def _image_pipeline(data: Any, batch_size: int) -> tuple[Any, Any]:
     """A ``tf.data.Dataset`` of float image batches, and the image (height, width)."""
     import tensorflow as tf
 
-    from bloodcell.datasets import BloodCellDataset, as_images, to_tf_dataset
+    from bloodcell.datasets import BloodCellDataset, as_images
+    from bloodcell.pipeline import to_tf_dataset
 
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from bloodcell._progress import Progress
-from bloodcell.errors import ConfigurationError, EmptyDatasetError
+from bloodcell._validation import check_int, check_positive
+from bloodcell.errors import EmptyDatasetError
 from bloodcell.outliers.base import Detection, FeatureCache, ImageData, OutlierDetector, as_image_data
 
 __all__ = ["StainProfile", "colour_features"]
@@ -106,15 +107,8 @@ class StainProfile(OutlierDetector):
         self.threshold = threshold
 
     def _check(self) -> None:
-        k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigurationError(f"n_neighbors must be a positive integer, got {k!r}.")
-        if (
-            isinstance(self.threshold, bool)
-            or not isinstance(self.threshold, (int, float))
-            or self.threshold <= 0
-        ):
-            raise ConfigurationError(f"threshold must be a positive number, got {self.threshold!r}.")
+        check_int(self.n_neighbors, "n_neighbors", minimum=1)
+        check_positive(self.threshold, "threshold")
 
     def _kth_distance(self, z: np.ndarray) -> np.ndarray:
         """Distance of each row to its k-th nearest fitted row, not counting the row itself."""
