@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path
+from bloodcell._validation import check_choice
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
@@ -67,12 +68,6 @@ _SAVEDMODEL_DIR = "saved_model"  # inside the submission zip
 
 
 # -- models in, paths out ------------------------------------------------------------------------
-def _as_model(model: Any) -> Any:
-    from bloodcell.models import as_model
-
-    return as_model(model)
-
-
 def _image_size(model: Any) -> tuple[int | None, int | None]:
     """(height, width) of a model taking one batch of RGB images; raises for any other model."""
     inputs = model.inputs
@@ -109,9 +104,9 @@ def save(model: Any, path: str | os.PathLike[str], *, include_optimizer: bool = 
         >>> bool(np.allclose(load(path)(images), model(images)))
         True
     """
-    from bloodcell.models import save_model
+    from bloodcell.models import as_model, save_model
 
-    return save_model(_as_model(model), path, include_optimizer=include_optimizer)
+    return save_model(as_model(model), path, include_optimizer=include_optimizer)
 
 
 def load(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
@@ -219,7 +214,9 @@ def to_savedmodel(model: Any, directory: str | os.PathLike[str]) -> Path:
         >>> bool(np.allclose(served.serve(images), model.predict(images, verbose=0)))
         True
     """
-    model = _as_model(model)
+    from bloodcell.models import as_model
+
+    model = as_model(model)
     directory = Path(directory).expanduser()
     _image_size(model)  # check before touching the disk
     with _atomic_directory(directory) as tmp:
@@ -262,9 +259,10 @@ def to_tflite(
     """
     import tensorflow as tf
 
-    if quantize not in QUANTIZATIONS:
-        raise ConfigurationError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
-    model = _as_model(model)
+    from bloodcell.models import as_model
+
+    check_choice(quantize, "quantize", QUANTIZATIONS)
+    model = as_model(model)
     path = Path(path).expanduser()
     _image_size(model)
     with tempfile.TemporaryDirectory(prefix="bloodcell-tflite-") as work:
@@ -462,8 +460,9 @@ def to_submission(
         ['model.py', 'saved_model/fingerprint.pb', 'saved_model/saved_model.pb']
     """
     import bloodcell
+    from bloodcell.models import as_model
 
-    model = _as_model(model)
+    model = as_model(model)
     path = Path(path).expanduser()
     height, width = _image_size(model)
     if (height, width) not in {(96, 96), (None, None), (96, None), (None, 96)}:

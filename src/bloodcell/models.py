@@ -27,6 +27,7 @@ import keras
 from bloodcell._keras_objects import register_keras_objects
 from bloodcell.backbones.factory import create
 from bloodcell.backbones.freezing import freeze as freeze_layers
+from bloodcell.backbones.freezing import freeze_arguments
 from bloodcell.backbones.imagemodel import ImageModel, find_backbone
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 from bloodcell.heads import DenseStack, HeadSpec, Linear, build_head
@@ -180,21 +181,6 @@ def _cell_crop_layer(cell_crop: Any) -> Any:
     )
 
 
-def _freeze_kwargs(freeze: Any) -> dict[str, Any] | None:
-    if freeze is None or freeze is False:
-        return None
-    if freeze is True or freeze == "all":
-        return {}
-    if isinstance(freeze, int) and not isinstance(freeze, bool):
-        return {"first": freeze}
-    if isinstance(freeze, Mapping):
-        return dict(freeze)
-    raise ConfigurationError(
-        f"freeze must be None, an integer (the first N Conv2D/DepthwiseConv2D layers), 'all', or a dict of "
-        f"bloodcell.backbones.freeze() arguments such as {{'layers': 220}}; got {freeze!r}."
-    )
-
-
 def build_classifier(
     backbone: str | Any = "efficientnetv2s",
     head: str | HeadSpec | Any = "seed",
@@ -255,7 +241,7 @@ def build_classifier(
         >>> model.output_shape, bc.backbones.trainable_summary(model).frozen_conv_layers
         ((None, 8), 10)
     """
-    freeze_args = _freeze_kwargs(freeze)
+    freeze_args = freeze_arguments(freeze)
     if isinstance(backbone, str):
         backbone_model = create(
             backbone,

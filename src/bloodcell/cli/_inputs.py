@@ -1,4 +1,8 @@
-"""What the commands read: datasets named on the command line, image files, saved models."""
+"""What the commands read: datasets and image files named on the command line.
+
+Saved models are read by :func:`bloodcell.models.load_model`, imported where a command runs so
+that parsing the command line does not import Keras.
+"""
 
 from __future__ import annotations
 
@@ -86,13 +90,6 @@ def image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(os.fspath, paths))}."
         )
     return found
-
-
-def load_model(path: str | os.PathLike[str]) -> Any:
-    """A saved ``.keras`` model (:func:`bloodcell.models.load_model`: safe mode, one clear error per bad file)."""
-    from bloodcell.models import load_model as _load
-
-    return _load(path)
 
 
 def model_image_size(model: Any) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from bloodcell._io import atomic_write_text
 from bloodcell.classes import model_class_names
-from bloodcell.cli._inputs import image_files, load_model, model_image_size
+from bloodcell.cli._inputs import image_files, model_image_size
 from bloodcell.cli._types import positive_int
 from bloodcell.errors import ConfigurationError
 
@@ -82,6 +82,8 @@ def to_csv(rows: list[dict[str, Any]], top_k: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bloodcell.models import load_model
+
     files = image_files(args.images)
     model = load_model(args.model)
     rows = predict_files(model, files, top_k=args.top_k, batch_size=args.batch_size)
