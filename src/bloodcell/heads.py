@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
 
+from bloodcell._validation import suggest
 from bloodcell.errors import ConfigurationError, InvalidDtypeError, UnknownNameError
 
 __all__ = ["HEAD_PRESETS", "DenseStack", "HeadSpec", "Linear", "build_head", "get_head"]
@@ -210,10 +211,7 @@ def get_head(name_or_spec: str | HeadSpec) -> HeadSpec:
         key = name_or_spec.strip().lower()
         if key in HEAD_PRESETS:
             return HEAD_PRESETS[key]
-        import difflib
-
-        close = difflib.get_close_matches(key, list(HEAD_PRESETS), n=2, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = suggest(key, list(HEAD_PRESETS), n=2, cutoff=0.5)
         raise UnknownNameError(
             f"Unknown head {name_or_spec!r}.{hint} Presets: {sorted(HEAD_PRESETS)}; or pass "
             "bloodcell.heads.DenseStack(...) / Linear(...)."

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_text, read_json_object
+from bloodcell._io import atomic_write_text, read_json_object, write_json
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
@@ -255,10 +254,7 @@ class Report:
 
     def to_json(self, path: str | os.PathLike[str] | None = None, include_predictions: bool = False) -> str:
         """The report as JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(include_predictions), indent=2)
-        if path is not None:
-            atomic_write_text(path, text + "\n")
-        return text
+        return write_json(self.to_dict(include_predictions), path)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:

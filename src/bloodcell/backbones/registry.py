@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import re
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from bloodcell._validation import suggest
 from bloodcell.errors import ConfigurationError, UnknownNameError
 
 __all__ = [
@@ -274,9 +274,7 @@ def get_spec(name: str) -> BackboneSpec:
     key = normalize_name(name)
     if key in _ALIASES:
         return _REGISTRY[_ALIASES[key]]
-    close = difflib.get_close_matches(key, list(_ALIASES), n=5, cutoff=0.6)
-    suggestions = list(dict.fromkeys(_ALIASES[k] for k in close))[:3]
-    hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+    hint = suggest(key, _ALIASES)
     raise UnknownNameError(
         f"Unknown backbone {name!r}.{hint} bloodcell.backbones.list_backbones() lists the "
         f"{len(_REGISTRY)} registered names; register your own with @bloodcell.backbones.register_backbone."

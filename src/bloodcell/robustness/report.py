@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_text, read_json_object
+from bloodcell._io import atomic_write_text, read_json_object, write_json
 from bloodcell._validation import check_int, check_seed, is_integer, received
 from bloodcell.errors import ConfigurationError, InvalidDataError
 from bloodcell.robustness.corruptions import CORRUPTIONS, SEVERITIES, _check_severity, corrupt, get_corruption
@@ -210,10 +209,7 @@ class RobustnessReport:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The report as JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            atomic_write_text(path, text + "\n")
-        return text
+        return write_json(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RobustnessReport:
