@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path
-from bloodcell._validation import check_choice
+from bloodcell._validation import check_choice, check_int
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
@@ -315,9 +315,7 @@ class TFLiteModel:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise DataFileNotFoundError(f"TFLite file {str(self.path)!r} does not exist.")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        self.batch_size = batch_size
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         with warnings.catch_warnings():  # TensorFlow's interpreter warns that it moved to LiteRT
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
             try:
@@ -474,8 +472,7 @@ def to_submission(
         raise ConfigurationError(
             f"The model predicts {model.outputs[0].shape[-1]} classes but class_names has {len(class_names)}."
         )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     source = _SUBMISSION_MODEL_PY.format(
         version=bloodcell.__version__,
         folder=_SAVEDMODEL_DIR,
@@ -528,6 +525,6 @@ def export(model: Any, path: str | os.PathLike[str], format: str = "keras", **op
     except TypeError:
         accepted = [p.name for p in inspect.signature(writer).parameters.values()][2:]
         raise ConfigurationError(
-            f"format={key!r} takes the options {accepted or 'none'}, got {sorted(options)}."
+            f"format={key!r} takes the options {accepted or 'none'}. Received: options={sorted(options)}."
         ) from None
     return writer(model, path, **options)

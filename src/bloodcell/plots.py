@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path
-from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
+from bloodcell._validation import check_choice, check_int, check_seed
+from bloodcell.errors import DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
 __all__: list[str] = ["augmentation_grid", "outlier_gallery"]
 
@@ -81,8 +82,6 @@ def confusion_matrix(
     """
     import numpy as np
 
-    from bloodcell.errors import InvalidDataError
-
     if hasattr(report, "confusion_matrix") and hasattr(report, "class_names"):
         counts = np.asarray(report.confusion_matrix)
         names = list(class_names or report.class_names)
@@ -127,8 +126,6 @@ def confusion_matrix(
 def _history_dict(history: Any) -> dict[str, list[float]]:
     """Accept a Keras History, a dict of lists, or a CSV log / JSON history file."""
     import csv
-
-    from bloodcell.errors import DataFileNotFoundError, InvalidDataError
 
     if hasattr(history, "history") and isinstance(history.history, Mapping):
         history = history.history
@@ -247,10 +244,7 @@ def per_class_f1(
     """
     import numpy as np
 
-    from bloodcell.errors import ConfigurationError, InvalidDtypeError
-
-    if metric not in ("f1", "precision", "recall", "roc_auc"):
-        raise ConfigurationError(f"metric must be 'f1', 'precision', 'recall' or 'roc_auc', got {metric!r}.")
+    check_choice(metric, "metric", ("f1", "precision", "recall", "roc_auc"))
     group = dict(reports) if isinstance(reports, Mapping) else {"": reports}
     for name, r in group.items():
         if not hasattr(r, "per_class"):
@@ -321,7 +315,7 @@ def outlier_gallery(
         'g.png'
     """
     plt = _pyplot()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, allow_none=True))
     rows = [(r, np.asarray(idx, np.int64)) for r, idx in by_reason.items() if len(idx)]
     n_rows, n_cols = max(len(rows), 1), max(int(per_reason), 1)
     fig = plt.figure(figsize=(1.45 * n_cols, 1.95 * n_rows), layout="constrained")
@@ -399,13 +393,13 @@ def augmentation_grid(
 
     if not isinstance(dataset, BloodCellDataset):
         raise InvalidDtypeError(
-            f"augmentation_grid() takes a BloodCellDataset, got {type(dataset).__name__}."
+            f"augmentation_grid() takes a BloodCellDataset. Received: dataset={type(dataset).__name__}."
         )
     dataset.check_not_empty("augmentation_grid()")
-    for name, value in (("n_images", n_images), ("n_augmentations", n_augmentations), ("dpi", dpi)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"{name} must be a positive integer, got {value!r}.")
-    rng = np.random.default_rng(seed)
+    n_images = check_int(n_images, "n_images", minimum=1)
+    n_augmentations = check_int(n_augmentations, "n_augmentations", minimum=1)
+    dpi = check_int(dpi, "dpi", minimum=1)
+    rng = np.random.default_rng(check_seed(seed))
     rows = _pick_rows(np.asarray(dataset.labels), n_images, dataset.num_classes, rng)
     originals = dataset.images[rows]
     images = tf.constant(originals, tf.float32)

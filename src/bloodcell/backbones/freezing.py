@@ -60,7 +60,7 @@ def backbone_layers(model: Any) -> list[Any]:
         (157, 'Rescaling')
     """
     if not isinstance(model, keras.Model):
-        raise InvalidDtypeError(f"Expected a keras.Model, got {type(model).__name__}.")
+        raise InvalidDtypeError(f"Expected a keras.Model. Received: model={type(model).__name__}.")
     backbone = find_backbone(model)
     return flat_layers(backbone.network if backbone is not None else model)
 

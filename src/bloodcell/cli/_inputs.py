@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bloodcell._validation import check_int
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.datasets.source import SOURCE_HELP
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, EmptyDatasetError
@@ -53,8 +54,7 @@ def limit_per_class(data: BloodCellDataset, limit: int | None) -> BloodCellDatas
     """The first ``limit`` images of each class (all of them for None)."""
     if limit is None:
         return data
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigurationError(f"limit must be a positive number of images per class, got {limit!r}.")
+    limit = check_int(limit, "limit", minimum=1)
     keep = np.concatenate([np.flatnonzero(data.labels == k)[:limit] for k in range(data.num_classes)])
     return data.subset(np.sort(keep))
 

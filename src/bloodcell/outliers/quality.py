@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bloodcell._progress import Progress
-from bloodcell.errors import ConfigurationError
+from bloodcell._validation import check_number
 from bloodcell.outliers.base import Detection, FeatureCache, ImageData, OutlierDetector
 
 __all__ = ["ImageQuality", "quality_measures"]
@@ -128,8 +128,7 @@ class ImageQuality(OutlierDetector):
     def _cutoffs(self) -> dict[str, float | None]:
         cut = {r: getattr(self, r) for r in self.reasons}
         for reason, value in cut.items():
-            if value is not None and (isinstance(value, bool) or not 0 < float(value) < 1):
-                raise ConfigurationError(f"{reason} must be a fraction in (0, 1) or None, got {value!r}.")
+            check_number(value, reason, low=0, high=1, low_open=True, high_open=True, allow_none=True)
         return cut
 
     def _fit(self, data: ImageData, verbose: bool) -> None:
