@@ -2,9 +2,10 @@
 
 Written here with NumPy rather than taken from ``imagehash`` because that package hashes one PIL
 image at a time; these functions hash a whole uint8 batch with a few array operations (area resize
-and DCT folded into two small matrix products): 3× faster than ``imagehash`` on the 11,919 pbc96
-training images in the project's benchmark. The hashes follow the same recipes (pHash: the signs
-of the lowest DCT frequencies against their median; dHash: the signs of horizontal gradients).
+and DCT folded into two small matrix products), so hashing a whole dataset costs a fraction of
+the per-image loop (benchmarks/RESULTS.md, "Perceptual hash speed"). The hashes follow the same
+recipes (pHash: the signs of the lowest DCT frequencies against their median; dHash: the signs of
+horizontal gradients).
 """
 
 from __future__ import annotations
