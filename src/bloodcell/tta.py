@@ -126,17 +126,16 @@ def resolve(tta: str | Sequence[str | Transform] | None) -> list[tuple[str, Tran
             f"{received('tta', tta)}"
         )
     pairs = []
-    for item in tta:
+    for i, item in enumerate(tta):
         if isinstance(item, str):
-            if item not in TRANSFORMS:
-                check_choice(item, "transform", tuple(TRANSFORMS))
+            check_choice(item, f"tta[{i}]", tuple(TRANSFORMS))
             pairs.append((item, TRANSFORMS[item]))
         elif callable(item):
             pairs.append((getattr(item, "__name__", type(item).__name__), item))
         else:
             raise ConfigurationError(
-                f"TTA transforms are names from {list(TRANSFORMS)} or callables. "
-                f"Received: transform={type(item).__name__}."
+                f"tta[{i}] must be a transform name from {list(TRANSFORMS)} or a callable. "
+                f"Received: tta[{i}]={type(item).__name__}."
             )
     return pairs
 
