@@ -317,7 +317,7 @@ def outlier_gallery(
     plt = _pyplot()
     rng = np.random.default_rng(check_seed(seed, allow_none=True))
     rows = [(r, np.asarray(idx, np.int64)) for r, idx in by_reason.items() if len(idx)]
-    n_rows, n_cols = max(len(rows), 1), max(int(per_reason), 1)
+    n_rows, n_cols = max(len(rows), 1), check_int(per_reason, "per_reason", minimum=1)
     fig = plt.figure(figsize=(1.45 * n_cols, 1.95 * n_rows), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(n_rows, 1))
     if not rows:
