@@ -55,14 +55,15 @@ def _check_input_shape(spec: BackboneSpec, input_shape: Any) -> tuple[int, int, 
     height, width, channels = shape
     if channels != 3:
         raise ConfigurationError(
-            f"Backbone {spec.name!r} takes RGB images (3 channels), got input_shape={shape}: convert "
-            "grayscale images with np.repeat(images, 3, axis=-1), drop an alpha channel with images[..., :3]."
+            f"Backbone {spec.name!r} takes RGB images (3 channels): convert grayscale images with "
+            "np.repeat(images, 3, axis=-1), drop an alpha channel with images[..., :3]. "
+            f"{received('input_shape', shape)}"
         )
     if min(height, width) < spec.min_size:
         raise ConfigurationError(
-            f"Backbone {spec.name!r} needs images of at least {spec.min_size}x{spec.min_size} pixels, got "
-            f"input_shape={shape}. Upscale the images (bloodcell.datasets.resize_images) or pick another "
-            "backbone."
+            f"Backbone {spec.name!r} needs images of at least {spec.min_size}x{spec.min_size} pixels: "
+            "upscale the images (bloodcell.datasets.resize_images) or pick another backbone. "
+            f"{received('input_shape', shape)}"
         )
     return shape
 
@@ -75,8 +76,7 @@ def _weights_kind(weights: Any) -> str:
     if isinstance(weights, (str, os.PathLike)):
         return "path"
     raise ConfigurationError(
-        "weights must be 'imagenet', None or the path of a weights file, got "
-        f"{type(weights).__name__} {weights!r}."
+        f"weights must be 'imagenet', None or the path of a weights file. {received('weights', weights)}"
     )
 
 

@@ -100,7 +100,7 @@ def _count(value: Any, what: str, maximum: int, of: str) -> int:
 def _check_one_of(a: Any, a_name: str, b: Any, b_name: str) -> None:
     if a is not None and b is not None:
         raise ConfigurationError(
-            f"Pass {a_name}= or {b_name}=, not both (got {a_name}={a!r}, {b_name}={b!r})."
+            f"Pass {a_name}= or {b_name}=, not both. Received: {a_name}={a!r}, {b_name}={b!r}."
         )
 
 
