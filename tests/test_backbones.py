@@ -513,6 +513,34 @@ def test_unfreeze_and_freeze_errors(v2s) -> None:
         freeze(v2s, first=-1)
 
 
+@pytest.mark.parametrize(
+    ("value", "spec", "arguments"),
+    [
+        (None, None, None),
+        (False, None, None),
+        ("None", None, None),
+        (True, "all", {}),
+        (" all ", "all", {}),
+        (120, 120, {"first": 120}),
+        (np.int64(7), 7, {"first": 7}),
+        ("120", 120, {"first": 120}),
+        ({"layers": 220}, {"layers": 220}, {"layers": 220}),
+    ],
+)
+def test_one_reader_of_the_freeze_setting(value, spec, arguments) -> None:
+    from bloodcell.backbones.freezing import freeze_arguments, parse_freeze
+
+    assert parse_freeze(value) == spec and freeze_arguments(value) == arguments
+
+
+@pytest.mark.parametrize("value", [2.5, -1, "-1", "half", "1e2", object()])
+def test_freeze_setting_refuses_anything_else(value) -> None:
+    from bloodcell.backbones.freezing import parse_freeze
+
+    with pytest.raises(ConfigurationError, match=r"freeze must be None.*Received: freeze="):
+        parse_freeze(value)
+
+
 def test_unfreeze_after_keras_whole_model_freeze(tiny_backbone) -> None:
     tiny_backbone.trainable = False  # the Keras way
     assert trainable_summary(tiny_backbone).frozen_layers == 157

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bloodcell._io import atomic_write_text
+from bloodcell._io import atomic_write_text, write_json
 from bloodcell._validation import check_int, check_seed
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError, UnknownNameError
@@ -207,10 +207,7 @@ class Config:
         return cls(**dict(data))
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            atomic_write_text(path, text + "\n")
-        return text
+        return write_json(self.to_dict(), path, sort_keys=True)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Config:

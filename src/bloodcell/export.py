@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path, atomic_write_text, read_json_object
+from bloodcell._validation import check_choice, check_int
+from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
 __all__ = [
@@ -105,12 +107,6 @@ def _card_text(model: Any) -> str:
 
 
 # -- models in, paths out ------------------------------------------------------------------------
-def _as_model(model: Any) -> Any:
-    from bloodcell.models import as_model
-
-    return as_model(model)
-
-
 def _image_size(model: Any) -> tuple[int | None, int | None]:
     """(height, width) of a model taking one batch of RGB images; raises for any other model."""
     inputs = model.inputs
@@ -147,9 +143,9 @@ def save(model: Any, path: str | os.PathLike[str], *, include_optimizer: bool = 
         >>> bool(np.allclose(load(path)(images), model(images)))
         True
     """
-    from bloodcell.models import save_model
+    from bloodcell.models import as_model, save_model
 
-    return save_model(_as_model(model), path, include_optimizer=include_optimizer)
+    return save_model(as_model(model), path, include_optimizer=include_optimizer)
 
 
 def load(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
@@ -257,7 +253,9 @@ def to_savedmodel(model: Any, directory: str | os.PathLike[str]) -> Path:
         >>> bool(np.allclose(served.serve(images), model.predict(images, verbose=0)))
         True
     """
-    model = _as_model(model)
+    from bloodcell.models import as_model
+
+    model = as_model(model)
     directory = Path(directory).expanduser()
     _image_size(model)  # check before touching the disk
     with _atomic_directory(directory) as tmp:
@@ -301,9 +299,10 @@ def to_tflite(
     """
     import tensorflow as tf
 
-    if quantize not in QUANTIZATIONS:
-        raise ConfigurationError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
-    model = _as_model(model)
+    from bloodcell.models import as_model
+
+    check_choice(quantize, "quantize", QUANTIZATIONS)
+    model = as_model(model)
     path = Path(path).expanduser()
     _image_size(model)
     with tempfile.TemporaryDirectory(prefix="bloodcell-tflite-") as work:
@@ -357,9 +356,7 @@ class TFLiteModel:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise DataFileNotFoundError(f"TFLite file {str(self.path)!r} does not exist.")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        self.batch_size = batch_size
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         with warnings.catch_warnings():  # TensorFlow's interpreter warns that it moved to LiteRT
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
             try:
@@ -514,9 +511,9 @@ def to_submission(
         ['model.py', 'saved_model/fingerprint.pb', 'saved_model/saved_model.pb']
     """
     import bloodcell
-    from bloodcell.classes import CLASS_NAMES
+    from bloodcell.models import as_model
 
-    model = _as_model(model)
+    model = as_model(model)
     path = Path(path).expanduser()
     height, width = _image_size(model)
     if class_names is None:  # the AN2DL task's eight classes unless the model's card names its own
@@ -530,8 +527,7 @@ def to_submission(
         raise ConfigurationError(
             f"The model predicts {model.outputs[0].shape[-1]} classes but class_names has {len(class_names)}."
         )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     source = _SUBMISSION_MODEL_PY.format(
         version=bloodcell.__version__,
         folder=_SAVEDMODEL_DIR,
@@ -584,6 +580,6 @@ def export(model: Any, path: str | os.PathLike[str], format: str = "keras", **op
     except TypeError:
         accepted = [p.name for p in inspect.signature(writer).parameters.values()][2:]
         raise ConfigurationError(
-            f"format={key!r} takes the options {accepted or 'none'}, got {sorted(options)}."
+            f"format={key!r} takes the options {accepted or 'none'}. Received: options={sorted(options)}."
         ) from None
     return writer(model, path, **options)

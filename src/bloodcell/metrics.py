@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_text, read_json_object
+from bloodcell._io import atomic_write_text, read_json_object, write_json
+from bloodcell._validation import check_choice, check_int, received
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
@@ -250,11 +250,12 @@ class Report:
             what, cls_name = name.split(":", 1)
             if cls_name not in self.per_class or what not in self.per_class[cls_name]:
                 raise ConfigurationError(
-                    f"Unknown per-class metric {name!r}; use '<precision|recall|f1|roc_auc>:<class name>'."
+                    "A per-class metric is '<precision|recall|f1|roc_auc>:<class name>'. "
+                    f"{received('name', name)}"
                 )
             return float(self.per_class[cls_name][what])
         if name not in _METRIC_LABELS:
-            raise ConfigurationError(f"Unknown metric {name!r}; choose from {sorted(_METRIC_LABELS)}.")
+            check_choice(name, "name", sorted(_METRIC_LABELS))
         return float(getattr(self, name))
 
     # ------------------------------------------------------------------ serialisation
@@ -278,10 +279,7 @@ class Report:
 
     def to_json(self, path: str | os.PathLike[str] | None = None, include_predictions: bool = False) -> str:
         """The report as JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(include_predictions), indent=2)
-        if path is not None:
-            atomic_write_text(path, text + "\n")
-        return text
+        return write_json(self.to_dict(include_predictions), path)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
@@ -397,7 +395,7 @@ def _as_indices(y: Any, num_classes: int) -> np.ndarray:
         )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
-            raise InvalidDtypeError(f"Labels must be integer class indices, got dtype {arr.dtype}.")
+            raise InvalidDtypeError(f"Labels must be integer class indices. Received: dtype={arr.dtype}.")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
         raise InvalidDataError(f"Labels must lie in 0..{num_classes - 1}, got {arr.min()}..{arr.max()}.")
@@ -457,6 +455,7 @@ def evaluate(
     from bloodcell.datasets import BloodCellDataset
     from bloodcell.pipeline import to_tf_dataset
 
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     if isinstance(dataset, BloodCellDataset):
         dataset.check_not_empty("evaluate()")
         names = tuple(class_names) if class_names is not None else dataset.class_names
@@ -474,8 +473,8 @@ def evaluate(
 
     if not isinstance(dataset, tf.data.Dataset):
         raise InvalidDtypeError(
-            f"evaluate() takes a BloodCellDataset or a tf.data.Dataset of (images, labels), got "
-            f"{type(dataset).__name__}."
+            "evaluate() takes a BloodCellDataset or a tf.data.Dataset of (images, labels). "
+            f"Received: dataset={type(dataset).__name__}."
         )
     labels, probs = [], []
     for batch in dataset:

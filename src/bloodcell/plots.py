@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path
-from bloodcell._validation import check_int
-from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
+from bloodcell._validation import check_choice, check_int, check_seed
+from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
 __all__: list[str] = ["augmentation_grid", "outlier_gallery"]
 
@@ -81,8 +81,6 @@ def confusion_matrix(
         '.png'
     """
     import numpy as np
-
-    from bloodcell.errors import InvalidDataError
 
     if hasattr(report, "confusion_matrix") and hasattr(report, "class_names"):
         counts = np.asarray(report.confusion_matrix)
@@ -229,8 +227,6 @@ def _history_dict(history: Any) -> dict[str, list[float]]:
     """Accept a Keras History, a dict of lists, or a CSV log / JSON history file."""
     import csv
 
-    from bloodcell.errors import DataFileNotFoundError, InvalidDataError
-
     if hasattr(history, "history") and isinstance(history.history, Mapping):
         history = history.history
     if isinstance(history, (str, os.PathLike)):
@@ -348,10 +344,7 @@ def per_class_f1(
     """
     import numpy as np
 
-    from bloodcell.errors import ConfigurationError, InvalidDtypeError
-
-    if metric not in ("f1", "precision", "recall", "roc_auc"):
-        raise ConfigurationError(f"metric must be 'f1', 'precision', 'recall' or 'roc_auc', got {metric!r}.")
+    check_choice(metric, "metric", ("f1", "precision", "recall", "roc_auc"))
     group = dict(reports) if isinstance(reports, Mapping) else {"": reports}
     for name, r in group.items():
         if not hasattr(r, "per_class"):
@@ -488,9 +481,9 @@ def outlier_gallery(
         'g.png'
     """
     plt = _pyplot()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, allow_none=True))
     rows = [(r, np.asarray(idx, np.int64)) for r, idx in by_reason.items() if len(idx)]
-    n_rows, n_cols = max(len(rows), 1), max(int(per_reason), 1)
+    n_rows, n_cols = max(len(rows), 1), check_int(per_reason, "per_reason", minimum=1)
     fig = plt.figure(figsize=(1.45 * n_cols, 1.95 * n_rows), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(n_rows, 1))
     if not rows:
@@ -566,13 +559,13 @@ def augmentation_grid(
 
     if not isinstance(dataset, BloodCellDataset):
         raise InvalidDtypeError(
-            f"augmentation_grid() takes a BloodCellDataset, got {type(dataset).__name__}."
+            f"augmentation_grid() takes a BloodCellDataset. Received: dataset={type(dataset).__name__}."
         )
     dataset.check_not_empty("augmentation_grid()")
-    for name, value in (("n_images", n_images), ("n_augmentations", n_augmentations), ("dpi", dpi)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"{name} must be a positive integer, got {value!r}.")
-    rng = np.random.default_rng(seed)
+    n_images = check_int(n_images, "n_images", minimum=1)
+    n_augmentations = check_int(n_augmentations, "n_augmentations", minimum=1)
+    dpi = check_int(dpi, "dpi", minimum=1)
+    rng = np.random.default_rng(check_seed(seed))
     rows = _pick_rows(np.asarray(dataset.labels), n_images, dataset.num_classes, rng)
     originals = dataset.images[rows]
     images = tf.constant(originals, tf.float32)

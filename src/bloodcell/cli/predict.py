@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_write_text
+from bloodcell._validation import check_int
 from bloodcell.classes import model_class_names
-from bloodcell.cli._inputs import image_files, load_model, model_image_size
+from bloodcell.cli._inputs import image_files, model_image_size
 from bloodcell.cli._types import positive_int
-from bloodcell.errors import ConfigurationError
 
 #: Files decoded and predicted at a time (bounds memory on large folders).
 CHUNK = 512
@@ -69,8 +69,7 @@ def predict_files(
     seen: set[bytes] = set()
     size = model_image_size(model)
     names = model_class_names(model)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(names):
-        raise ConfigurationError(f"--top-k must lie in 1..{len(names)} (the model's classes), got {top_k!r}.")
+    check_int(top_k, "--top-k", minimum=1, maximum=len(names))  # at most the model's classes
     rows: list[dict[str, Any]] = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
@@ -114,6 +113,7 @@ def to_csv(rows: list[dict[str, Any]], top_k: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bloodcell.models import load_model
     from bloodcell.rejection import STATUSES, as_rejector
 
     files = image_files(args.images)

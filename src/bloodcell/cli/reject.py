@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from bloodcell._validation import check_number
-from bloodcell.cli._inputs import DATA_HELP, load_dataset, load_model, model_image_size
+from bloodcell.cli._inputs import DATA_HELP, load_dataset, model_image_size
 from bloodcell.cli._types import positive_int
 from bloodcell.errors import ConfigurationError
 
@@ -52,7 +52,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import bloodcell as bc
 
-    model = load_model(args.model)
+    model = bc.models.load_model(args.model)
     size = model_image_size(model)
     data = load_dataset(args.data, image_size=size, limit=args.limit)
     reference = None if args.reference is None else load_dataset(args.reference, image_size=size)

@@ -38,8 +38,8 @@ def as_image_data(data: Any) -> ImageData:
         return data
     if isinstance(data, (list, tuple)) or not hasattr(data, "shape"):
         raise InvalidDtypeError(
-            f"outlier detectors take a BloodCellDataset or a uint8 image array (N, H, W, 3), got "
-            f"{type(data).__name__}. Wrap arrays with bloodcell.datasets.BloodCellDataset(images, labels)."
+            "outlier detectors take a BloodCellDataset or a uint8 image array (N, H, W, 3). "
+            f"Received: data={type(data).__name__}. Wrap arrays with bloodcell.datasets.BloodCellDataset(images, labels)."
         )
     return ImageData(as_images(data), None, None)
 
