@@ -397,22 +397,25 @@ def _version(module: str, *distributions: str) -> str | None:
     return None
 
 
-def _git_revision() -> str | None:
-    try:
-        run = lambda *a: subprocess.run(  # noqa: E731
-            ["git", *a], cwd=REPO, capture_output=True, text=True, check=True, timeout=10
+def _git_revision(folder: Path) -> str | None:
+    """The git commit holding ``folder`` (``+changes`` if it has uncommitted changes), or None."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
-        return run("rev-parse", "--short", "HEAD") + (
-            "+changes" if run("status", "--porcelain", "src") else ""
-        )
+
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", ".") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def environment(command: str | None = None) -> dict[str, Any]:
-    """Date, machine, load, command, versions, and which library and revision ran."""
+    """Date, machine, load, command, versions, and which library ran (its folder and git revision)."""
     import bloodcell
 
+    library = Path(bloodcell.__file__).parent
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -425,8 +428,8 @@ def environment(command: str | None = None) -> dict[str, Any]:
             "tensorflow": _version("tensorflow", "tensorflow", "tensorflow-cpu"),
             "keras": _version("keras"),
         },
-        "library": str(Path(bloodcell.__file__).parent),
-        "revision": _git_revision(),
+        "library": str(library),
+        "revision": _git_revision(library),
     }
 
 
