@@ -188,7 +188,16 @@ def main(argv: list[str] | None = None) -> dict | list:
         result = training(data, args.epochs, args.skip_steps)
         print(json.dumps(result), flush=True)
     if args.out:
-        h.write_results(args.out, result, command=args.command)
+        table = None
+        if not args.threads:
+            table = "\n".join(
+                ["| pipeline | median img/s | ratio to raw |", "|---|---:|---:|"]
+                + [
+                    f"| {name} | {speed} | {result['ratio_to_raw'].get(name, 1.0)} |"
+                    for name, speed in result["median_img_s"].items()
+                ]
+            )
+        h.write_results(args.out, result, table, command=args.command)
     return result
 
 

@@ -359,8 +359,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row), flush=True)
         results.append(row)
     if args.out:
-        h.write_results(args.out, results, command=args.command)
+        h.write_results(args.out, results, markdown(results), command=args.command)
     return results
+
+
+def markdown(results: list[dict]) -> str:
+    """One row per backbone: the medians, the order-balanced ratio and the ratio of each round."""
+    lines = [
+        "| backbone | images/epoch | baseline img/s | Trainer img/s | ratio (order-balanced) | rounds |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['backbone']} | {r['images_per_epoch']} | {r['baseline_img_s']} | {r['trainer_img_s']} | "
+            f"{r['ratio']} | {', '.join(map(str, r['round_ratios']))} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
