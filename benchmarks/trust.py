@@ -20,12 +20,11 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
-from _harness import add_common_arguments, load_pbc96, timed_rounds, write_results
+import _harness as h
 from outliers import NON_BLOOD_SOURCES, blur, generated_non_cells, random_crop, to_rgb
 
 import bloodcell as bc
@@ -89,18 +88,28 @@ def part_rejection(model, train, fit, measure, val, tta: str | None, seed: int, 
         "accuracy_accepted": float((out.label_indices[accepted] == measure.labels[accepted]).mean()),
         "real_not_a_cell": float((status == bc.rejection.NOT_A_CELL).mean()),
         "real_not_a_cell_reasons": {
-            str(r): int(n) for r, n in zip(*np.unique(np.asarray(out.reason)[status == "not a cell"], return_counts=True))
+            str(r): int(n)
+            for r, n in zip(*np.unique(np.asarray(out.reason)[status == "not a cell"], return_counts=True))
         },
     }
     images, kinds = planted_non_cells(val, seed)
     planted = bc.predict(model, images, reject=rejector, tta=tta)
     rejected = np.asarray(planted.status) == bc.rejection.NOT_A_CELL
     result["planted_rejected"] = float(rejected.mean())
-    result["planted_rejected_by_kind"] = {str(k): float(rejected[kinds == k].mean()) for k in dict.fromkeys(kinds)}
+    result["planted_rejected_by_kind"] = {
+        str(k): float(rejected[kinds == k].mean()) for k in dict.fromkeys(kinds)
+    }
     plain = lambda: bc.predict(model, measure.images, tta=tta)  # noqa: E731
     checked = lambda: bc.predict(model, measure.images, reject=rejector, tta=tta)  # noqa: E731
-    timing = timed_rounds({"without rejection": plain, "with rejection": checked}, rounds=rounds)
-    result["ms_per_cell"] = {name: [1000 * s / len(measure) for s in times] for name, times in timing.items()}
+    plain()  # warm-up: the first call traces the prediction function
+    timing = h.interleave({"without rejection": plain, "with rejection": checked}, rounds)
+    result["ms_per_cell"] = {
+        name: {
+            "rounds": [1000 * s / len(measure) for s in times],
+            **h.summary([1000 * s / len(measure) for s in times]),
+        }
+        for name, times in timing.items()
+    }
     return result
 
 
@@ -131,16 +140,41 @@ def part_labels(train, seed: int, folds: int, epochs: int, out: Path) -> dict:
     truth[flipped] = True
     config = bc.experiments.Config.preset("cpu", epochs=epochs, tta=None)
     start = time.perf_counter()
-    check = bc.check_labels(noisy, config=config, folds=folds, seed=seed, directory=out / "label_folds", verbose=2)
+    check = bc.check_labels(
+        noisy, config=config, folds=folds, seed=seed, directory=out / "label_folds", verbose=2
+    )
     seconds = time.perf_counter() - start
     check.gallery(noisy, out / "suspect_labels.png", top=32)
     return {"flipped": int(len(flipped)), "folds": folds, "epochs": epochs, "seconds": seconds,
             **precision_recall_at(check.ranked, truth)}  # fmt: skip
 
 
+def markdown(results: dict) -> str:
+    """The tables RESULTS.md quotes."""
+    lines = ["# Trust at prediction time", ""]
+    if "calibration" in results:
+        lines += ["| model | accuracy | ECE | Brier |", "|---|---|---|---|"]
+        for name, row in results["calibration"].items():
+            if isinstance(row, dict):
+                lines.append(f"| {name} | {row['accuracy']:.2%} | {row['ece']:.2%} | {row['brier']:.4f} |")
+        lines += ["", f"Temperature: {results['calibration']['temperature']:.3f}", ""]
+    if "rejection" in results:
+        r = results["rejection"]
+        lines += [
+            f"- threshold {r['threshold']:.4f}; coverage on the measuring half {r['coverage_on_measure']:.2%}",
+            f"- accuracy: all {r['accuracy_all']:.2%}, accepted {r['accuracy_accepted']:.2%}",
+            f"- real cells rejected as not a cell: {r['real_not_a_cell']:.2%} {r['real_not_a_cell_reasons']}",
+            f"- planted non-cells rejected: {r['planted_rejected']:.2%} {r['planted_rejected_by_kind']}",
+            f"- ms per cell: {r['ms_per_cell']}",
+            "",
+        ]
+    if "labels" in results:
+        lines += ["- label checks: " + ", ".join(f"{k} {v}" for k, v in results["labels"].items())]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, out="runs/trust-bench")
+    parser = h.parser(__file__, __doc__, out="runs/trust-bench")
     parser.add_argument("--model", required=True, help="a model trained with the cpu recipe on pbc96/train")
     parser.add_argument("--parts", default="calibration,rejection,labels")
     parser.add_argument("--tta", default="d4", help="the recipe's test-time augmentation ('none': plain)")
@@ -153,7 +187,7 @@ def main() -> None:
     parts = args.parts.split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train, val = load_pbc96(args.data, "train"), load_pbc96(args.data, "val")
+    train, val = h.load_pbc96(args.data, "train", "val")
     model = bc.models.load_model(args.model)
     fit, measure = halves(val, args.seed)
     results: dict = {"model": str(args.model), "fit_images": len(fit), "measure_images": len(measure)}
@@ -166,7 +200,7 @@ def main() -> None:
     if "labels" in parts:
         results["labels"] = part_labels(train, args.seed, args.folds, args.label_epochs, out)
         print(results["labels"], flush=True)
-    write_results(out, results, title="Trust at prediction time")
+    h.write_results(out, results, markdown(results), command=args.command)
 
 
 if __name__ == "__main__":
