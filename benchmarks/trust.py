@@ -23,8 +23,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import _harness as h
+import numpy as np
 from outliers import NON_BLOOD_SOURCES, blur, generated_non_cells, random_crop, to_rgb
 
 import bloodcell as bc
