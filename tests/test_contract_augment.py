@@ -179,11 +179,12 @@ def test_the_seed_decides(cells, name):
     aug = build(name)
     a = run(aug, cells, tf.constant([1, 2], tf.int64))
     np.testing.assert_array_equal(a, run(aug, cells, tf.constant([1, 2], tf.int64)))
-    assert np.abs(a.astype(int) - run(aug, cells, tf.constant([1, 3], tf.int64))).mean() > 0.5
+    # Another seed, other images (a subtle one, such as a mild resampling, by a fraction of a level).
+    assert np.abs(a.astype(int) - run(aug, cells, tf.constant([1, 3], tf.int64))).mean() > 0.1
     # As a layer or a function, the seed= argument decides.
     p, q, r = (build(name, seed=s)(cells).numpy() for s in (7, 7, 8))
     np.testing.assert_array_equal(p, q)
-    assert np.abs(p.astype(int) - r).mean() > 0.5
+    assert np.abs(p.astype(int) - r).mean() > 0.1
 
 
 @pytest.mark.parametrize("name", AUGMENTERS)
