@@ -24,3 +24,14 @@ def small_sample(sample: BloodCellDataset) -> BloodCellDataset:
 
     idx = np.concatenate([np.flatnonzero(sample.labels == k)[:2] for k in range(sample.num_classes)])
     return sample.subset(idx)
+
+
+@pytest.fixture(scope="session")
+def planted(sample: BloodCellDataset):
+    """The 800 real cells, then planted contaminants (copies, non-blood, blank, dark, blurred...); kind → indices.
+
+    Shared by the outlier tests of the report and of the embedding detector.
+    """
+    from _outliers_utils import planted_dataset
+
+    return planted_dataset(sample)

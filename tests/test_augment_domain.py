@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -35,9 +34,8 @@ from bloodcell.augment import (
     ops,
     rgb_to_hed,
 )
-from bloodcell.augment.base import split_seed
 from bloodcell.augment.optics import disc_kernels, jpeg_round_trip, line_kernels
-from bloodcell.augment.presets import _OPS, _compose
+from bloodcell.augment.presets import _compose
 from bloodcell.augment.scale import border_colour, zoom, zoom_transforms
 from bloodcell.errors import ConfigurationError, UnknownNameError
 
@@ -242,45 +240,6 @@ def test_random_zoom_draws_a_factor_per_image_within_range():
 
 
 # ---------------------------------------------------------------------- common behaviour
-class _EveryOp:
-    """Runs every lab-shift augmentation on the batch, side by side: (N, H, W · ops, 3)."""
-
-    def __init__(self):
-        self.ops = [
-            _OPS[name](severity=5, **({"jit_compile": False} if name == "zoom" else {}))
-            for name in ROBUST_OPS
-        ]
-
-    def augment_batch(self, images, labels, seed):
-        outs = [op.augment_batch(images, None, split_seed(seed, i))[0] for i, op in enumerate(self.ops)]
-        return tf.concat(outs, axis=2), labels
-
-
-def test_every_op_draws_per_image_and_per_batch_in_a_pipeline(small_sample):
-    idx = np.zeros(16, np.int64)  # the same basophil, 16 times
-    ds = bc.pipeline.to_tf_dataset(small_sample, 8, augment=_EveryOp(), seed=0, indices=idx)
-    first, second = (x.numpy().reshape(8, 96, len(ROBUST_OPS), 96, 3) for x, _ in ds)
-    for k, name in enumerate(ROBUST_OPS):
-        distinct = len({im.tobytes() for im in first[:, :, k]})
-        # JPEG qualities and resampled sizes are integers, and a disc under one pixel wide is no
-        # blur: repeats are possible there.
-        assert distinct >= (6 if name in ("jpeg", "defocus", "resample") else 8), name
-        assert not np.array_equal(first[:, :, k], second[:, :, k]), name  # new draws for the next batch
-
-
-@pytest.mark.parametrize("name", ROBUST_OPS)
-def test_each_op_keeps_the_dtype_and_its_config(cells, name):
-    extra = {"jit_compile": False} if name == "zoom" else {}
-    aug = _OPS[name](severity=2, p=0.9, **extra)
-    a, f = run(aug, cells), run(aug, cells.astype(np.float32))
-    assert a.dtype == np.uint8 and f.dtype == np.float32 and a.shape == cells.shape
-    assert f.min() >= 0 and f.max() <= 255
-    assert np.abs(np.rint(f) - a).max() <= 1
-    clone = type(aug).from_config(aug.get_config())
-    assert clone.get_config() == aug.get_config()
-    np.testing.assert_array_equal(run(clone, cells), a)
-
-
 def test_probability_leaves_other_images_untouched(cells):
     out = run(RandomNoise(severity=5, p=0.5), cells)
     untouched = np.array([np.array_equal(o, x) for o, x in zip(out, cells, strict=True)])
@@ -361,29 +320,6 @@ def test_robust_applies_only_the_ops_given(cells):
     assert only_deposits.ops == ("deposits",)
     # Names are applied in the physical order whatever order they are given in.
     assert RobustAugment(ops=["jpeg", "stain"]).ops == ("stain", "jpeg")
-
-
-def test_robust_in_a_pipeline_and_a_saved_model(small_sample, tmp_path):
-    aug = RobustAugment(severity=3, jit_compile=False)
-    idx = np.zeros(16, np.int64)
-    ds = bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=1, indices=idx)
-    a = [x.numpy() for x, _ in ds]
-    b = [x.numpy() for x, _ in ds]  # the next epoch draws anew
-    assert np.abs(a[0] - b[0]).mean() > 1.0
-    np.testing.assert_array_equal(run(aug, a[0]), run(aug, a[0]))  # the same seed, the same result
-    assert len({im.tobytes() for im in a[0]}) == 8 and not np.array_equal(a[0], a[1])
-    inputs = keras.Input((96, 96, 3))
-    model = keras.Model(
-        inputs, keras.layers.GlobalAveragePooling2D()(RobustAugment(severity=2, num_ops=1, seed=0)(inputs))
-    )
-    x = small_sample.images[:4].astype(np.float32)
-    np.testing.assert_allclose(
-        model.predict(x, verbose=0), x.mean(axis=(1, 2)), rtol=1e-5
-    )  # off in inference
-    model.save(tmp_path / "robust.keras")
-    loaded = keras.models.load_model(tmp_path / "robust.keras", safe_mode=True)
-    layer = next(layer for layer in loaded.layers if isinstance(layer, RobustAugment))
-    assert (layer.severity, layer.num_ops, layer.ops) == (2.0, 1, ROBUST_OPS)
 
 
 def test_robust_experiment_preset_uses_the_robust_augmentation():
