@@ -72,14 +72,7 @@ SCORES_FITTED_IMAGES_ONLY = {"LabelIssues"}
 LEARN_NOTHING_FROM_IMAGES = {"ExactDuplicates", "NearDuplicates", "LabelIssues"}
 
 # Contract cases a detector fails today: bugs, reported, to be fixed in src/.
-KNOWN_BUGS = {
-    ("test_scores_no_images", "EmbeddingOutliers"): "score() of no images raises numpy's broadcasting "
-    "ValueError: embed() returns a (0, 0) array, which _project cannot centre with the fitted mean",
-    ("test_refuses_to_fit_on_no_images", "ImageQuality"): "fit() of no images learns NaN typical "
-    "values (numpy 'Mean of empty slice' warnings) instead of raising EmptyDatasetError",
-    ("test_refuses_to_fit_on_no_images", "EmbeddingOutliers"): "fit() of no images learns NaN means "
-    "(numpy 'Mean of empty slice' warnings) instead of raising EmptyDatasetError",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def detectors_for(test: str) -> list[Any]:

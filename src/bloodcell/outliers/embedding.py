@@ -9,7 +9,7 @@ import numpy as np
 
 from bloodcell._progress import Progress
 from bloodcell._validation import check_choice, check_int
-from bloodcell.errors import ConfigurationError, InvalidDataError
+from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError
 from bloodcell.outliers.base import Detection, FeatureCache, ImageData, OutlierDetector
 
 __all__ = ["EmbeddingOutliers", "embed"]
@@ -178,6 +178,10 @@ class EmbeddingOutliers(OutlierDetector):
             raise ConfigurationError(
                 "per_class=True needs labels: pass a BloodCellDataset, not a bare array."
             )
+        if len(data.images) == 0:
+            raise EmptyDatasetError(
+                "EmbeddingOutliers needs images to learn the typical features from, got none."
+            )
         self._extractor = _resolve_extractor(self.extractor, tuple(data.images.shape[1:]), self.weights)
         feats = embed(data.images, self._extractor, batch_size=self.batch_size, verbose=verbose)
         unique, first = np.unique(feats, axis=0, return_index=True)
@@ -213,6 +217,8 @@ class EmbeddingOutliers(OutlierDetector):
             raise ConfigurationError(
                 "per_class=True needs labels: pass a BloodCellDataset, not a bare array."
             )
+        if len(data.images) == 0:
+            return Detection(np.zeros(0), np.zeros(0, bool), [])
         feats = self._cache.get(data.images)  # scoring the fitted set: reuse its features
         if feats is None:
             feats = embed(data.images, self._extractor, batch_size=self.batch_size, verbose=verbose)

@@ -8,6 +8,7 @@ import numpy as np
 
 from bloodcell._progress import Progress
 from bloodcell._validation import check_number
+from bloodcell.errors import EmptyDatasetError
 from bloodcell.outliers.base import Detection, FeatureCache, ImageData, OutlierDetector
 
 __all__ = ["ImageQuality", "quality_measures"]
@@ -134,6 +135,8 @@ class ImageQuality(OutlierDetector):
 
     def _fit(self, data: ImageData, verbose: bool) -> None:
         self._cutoffs()
+        if len(data.images) == 0:  # the typical values would be NaN and flag nothing, silently
+            raise EmptyDatasetError("ImageQuality needs images to learn typical values from, got none.")
         self._cache = FeatureCache()
         measures = self._cache.put(data.images, quality_measures(data.images, verbose=verbose))
         typical = np.median(np.unique(measures, axis=0), axis=0)
