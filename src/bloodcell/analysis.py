@@ -271,6 +271,40 @@ def write_confused_pairs(pairs: Sequence[ConfusedPair], path: str | os.PathLike[
 # ---------------------------------------------------------------------------------------------
 # Grad-CAM
 # ---------------------------------------------------------------------------------------------
+def _main_path(model: Any) -> list[tuple[Any, Any]]:
+    """``(layer, its input tensor)`` along the model's graph from its input to its output.
+
+    Walks back from the output through each node's first input, by the node this very graph
+    uses: a layer's ``.input`` is its first call's, which for a Sequential model rebuilt on
+    loading belongs to a discarded graph.
+    """
+    import keras
+
+    steps = []
+    tensor = model.outputs[0]
+    while True:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None or isinstance(history[0], keras.layers.InputLayer):
+            break
+        layer, node_index = history[0], history[1]
+        inputs = layer._inbound_nodes[node_index].input_tensors
+        if not inputs:
+            break
+        steps.append((layer, inputs[0]))
+        tensor = inputs[0]
+    return steps[::-1]
+
+
+def _feature_map(model: Any) -> tuple[Any, Any]:
+    for layer, tensor in reversed(_main_path(model)):
+        if len(tensor.shape) == 4 and tensor is not model.inputs[0]:
+            return layer, tensor
+    raise ConfigurationError(
+        f"Grad-CAM needs a feature map (N, h, w, D) inside the model, but no layer of {model.name!r} "
+        f"takes one ({[layer.name for layer in model.layers]}): is the pooling inside the backbone?"
+    )
+
+
 def feature_map_layer(model: Any) -> Any:
     """The layer whose input is the feature map Grad-CAM explains: the last layer fed a 4-D tensor.
 
@@ -282,21 +316,7 @@ def feature_map_layer(model: Any) -> Any:
     Raises:
         ConfigurationError: no layer of the model takes a feature map (N, h, w, D).
     """
-    import keras
-
-    for layer in reversed(model.layers):
-        if isinstance(layer, (keras.Model, keras.layers.InputLayer)):
-            continue  # a nested model's .input is its own graph's tensor, not this model's
-        try:
-            tensor = layer.input
-        except (AttributeError, ValueError):
-            continue
-        if not isinstance(tensor, (list, tuple)) and len(tensor.shape) == 4:
-            return layer
-    raise ConfigurationError(
-        f"Grad-CAM needs a feature map (N, h, w, D) inside the model, but no layer of {model.name!r} "
-        f"takes one ({[layer.name for layer in model.layers]}): is the pooling inside the backbone?"
-    )
+    return _feature_map(model)[0]
 
 
 def _front_output(model: Any) -> Any:
@@ -304,8 +324,12 @@ def _front_output(model: Any) -> Any:
     from bloodcell.cells import CellCrop
     from bloodcell.stain import StainNormalization
 
-    front = [layer for layer in model.layers if isinstance(layer, (CellCrop, StainNormalization))]
-    return front[-1].output if front else model.inputs[0]
+    path = _main_path(model)
+    outputs = [tensor for _, tensor in path[1:]] + [model.outputs[0]]
+    front = [
+        out for (layer, _), out in zip(path, outputs) if isinstance(layer, (CellCrop, StainNormalization))
+    ]
+    return front[-1] if front else model.inputs[0]
 
 
 def _output_score(model: Any) -> tuple[Any, Any]:
@@ -317,7 +341,7 @@ def _output_score(model: Any) -> tuple[Any, Any]:
     """
     import keras
 
-    last = model.layers[-1]
+    last, last_input = _main_path(model)[-1]
     inner = last.layers if isinstance(last, keras.Model) else [last]
     final = inner[-1] if inner else last
     if isinstance(final, keras.layers.Dense) and final.activation is keras.activations.softmax:
@@ -327,8 +351,8 @@ def _output_score(model: Any) -> tuple[Any, Any]:
                 x = layer(x, training=False)
             return keras.ops.matmul(x, final.kernel) + (0.0 if final.bias is None else final.bias)
 
-        return last.input, logits
-    return last.input, lambda x: last(x, training=False)
+        return last_input, logits
+    return last_input, lambda x: last(x, training=False)
 
 
 def check_images(model: Any, images: Any) -> np.ndarray:
@@ -386,7 +410,7 @@ def grad_cam(
     model = as_model(model)
     arr = check_images(model, images)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    feature_map = feature_map_layer(model).input
+    feature_map = _feature_map(model)[1]
     head_input, score = _output_score(model)
     probe = keras.Model(model.inputs[0], [feature_map, head_input], name=f"{model.name}_grad_cam")
     num_classes = int(model.outputs[0].shape[-1])
