@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _training_utils import run_python, tiny_classifier
 from PIL import Image
 
 import bloodcell as bc
+from _training_utils import run_python, tiny_classifier
 from bloodcell.analysis import (
     backbone_view,
     feature_map_layer,

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from _training_utils import tiny_classifier
 from PIL import Image
 
 import bloodcell as bc
+from _training_utils import tiny_classifier
 from bloodcell.errors import ConfigurationError
 
 
