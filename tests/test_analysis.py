@@ -113,6 +113,11 @@ def test_grad_cam_finds_the_backbone_map_behind_a_cell_crop(small_sample, tmp_pa
     )
     view = backbone_view(model, images)
     assert view.shape == images.shape and view.dtype == np.uint8 and not np.array_equal(view, images)
+    pooled_inside = bc.models.Classifier(
+        bc.backbones.create("mobilenetv3small", weights=None, pooling="avg"), "linear", cell_crop="image"
+    )
+    with pytest.raises(ConfigurationError, match="needs a feature map"):
+        grad_cam(pooled_inside, images)
     with pytest.raises(InvalidDataError, match=r"\(N, 96, 96, 3\)"):
         grad_cam(model, images[:, :32, :32])
     with pytest.raises(ConfigurationError, match="class_index"):

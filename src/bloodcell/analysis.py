@@ -296,8 +296,14 @@ def _main_path(model: Any) -> list[tuple[Any, Any]]:
 
 
 def _feature_map(model: Any) -> tuple[Any, Any]:
+    import keras
+
+    from bloodcell.cells import CellCrop
+    from bloodcell.stain import StainNormalization
+
+    pixels = (keras.layers.InputLayer, CellCrop, StainNormalization)  # images, not features
     for layer, tensor in reversed(_main_path(model)):
-        if len(tensor.shape) == 4 and tensor is not model.inputs[0]:
+        if len(tensor.shape) == 4 and not isinstance(tensor._keras_history[0], pixels):
             return layer, tensor
     raise ConfigurationError(
         f"Grad-CAM needs a feature map (N, h, w, D) inside the model, but no layer of {model.name!r} "
