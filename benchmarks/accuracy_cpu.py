@@ -35,26 +35,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=REPO.parent / "shared" / "data",
-        help="folder holding pbc96/train and pbc96/val (default: %(default)s)",
-    )
+    p = h.parser(__file__, __doc__, out=h.RUNS / "accuracy_cpu")
     p.add_argument(
         "--backbone", default="mobilenetv3small", help="registered backbone (default: %(default)s)"
     )
@@ -92,21 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="RUN_DIR",
         help="no training: apply precise BatchNorm to the best model of finished runs and report before/after",
     )
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy_cpu", help="output folder")
     p.add_argument("--verbose", type=int, default=2)
     return p.parse_args(argv)
-
-
-def load(data_dir: Path):
-    import bloodcell as bc
-
-    root = data_dir / "pbc96"
-    if not (root / "train").is_dir() or not (root / "val").is_dir():
-        sys.exit(
-            f"No pbc96/train and pbc96/val under {data_dir}. Pass --data; see this script's docstring for where "
-            "to get the PBC dataset and how to prepare it."
-        )
-    return bc.datasets.load_folder(root / "train"), bc.datasets.load_folder(root / "val")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -115,10 +92,11 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     import bloodcell as bc
+    from bloodcell._io import atomic_path
 
-    train, val = load(args.data)
+    train, val = h.load_pbc96(args.data)
     if args.recalibrate:
-        return recalibrate_runs(args.recalibrate, train, val, args.bn_batches or 100)
+        return recalibrate_runs(args.recalibrate, train, val, args.bn_batches or 100, args.command)
     changes = {"backbone": args.backbone}
     for flag, key in (
         ("batch_size", "batch_size"),
@@ -143,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     probe = config.build_model(num_classes=train.num_classes)
     steps = max(1, -(-len(train) // config.batch_size))
     calib = train.subset(np.arange(min(len(train), args.calibration_steps * config.batch_size)))
-    timer = _EpochTimer()
+    timer = h.epoch_timer(skip=0)
     with tempfile.TemporaryDirectory() as scratch:
         probe_trainer = bc.Trainer(
             probe,
@@ -161,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     bn_seconds = 0.0
     if args.bn_batches:
         short, long = [
-            _timed(bc.training.recalibrate_batchnorm, probe, train, batches=n, batch_size=config.batch_size)
+            h.timed(bc.training.recalibrate_batchnorm, probe, train, batches=n, batch_size=config.batch_size)
             for n in (4, 12)
         ]
         per_batch = max(0.0, (long - short) / 8)
@@ -202,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     before = bc.evaluate(model, val, batch_size=256)  # only reports, so not counted
     bn_used = 0.0
     if args.bn_batches:
-        bn_used = _timed(
+        bn_used = h.timed(
             bc.training.recalibrate_batchnorm,
             model,
             train,
@@ -245,24 +223,26 @@ def main(argv: list[str] | None = None) -> dict:
         "epoch_seconds": [round(t, 1) for t in guard.epoch_seconds],
         "epoch_ends": [round(t, 1) for t in guard.epoch_ends],  # since the budget's start
         "config": config.to_dict(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end",
-        "command": "python benchmarks/accuracy_cpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    bc._io.atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
+    summary = (
+        f"{args.backbone}, seed {args.seed}, budget {args.budget_min:g} min: {len(val_acc)} of {epochs} planned "
+        f"epochs, best epoch {best + 1}; pbc96/val accuracy {report.accuracy:.4f} "
+        f"(macro F1 {report.f1_macro:.4f}), with d4 test-time augmentation {report_tta.accuracy:.4f}"
+    )
+    h.write_results(out / "result.json", result, summary, command=args.command)
     report.to_json(out / "report.json", include_predictions=True)
     bc.plots.training_curves(
         trainer.history, out / "training_curves.png", title=f"{args.backbone}, seed {args.seed}"
     )
     bc.plots.confusion_matrix(report, out / "confusion_matrix.png")
-    with bc._io.atomic_path(out / "model.keras") as tmp:
+    with atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
     print(report)
     print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=1))
     return result
 
 
-def recalibrate_runs(run_dirs: list[Path], train, val, batches: int) -> list[dict]:
+def recalibrate_runs(run_dirs: list[Path], train, val, batches: int, command: str) -> list[dict]:
     """Precise BatchNorm on the best model of finished runs: val accuracy before and after, and its time."""
     import bloodcell as bc
 
@@ -274,7 +254,7 @@ def recalibrate_runs(run_dirs: list[Path], train, val, batches: int) -> list[dic
         result = json.loads(result_path.read_text())
         model = bc.export.load(model_path, compile=False)
         before = bc.evaluate(model, val, batch_size=256)
-        seconds = _timed(
+        seconds = h.timed(
             bc.training.recalibrate_batchnorm,
             model,
             train,
@@ -295,69 +275,15 @@ def recalibrate_runs(run_dirs: list[Path], train, val, batches: int) -> list[dic
             "val_accuracy_after": after.accuracy,
             "val_f1_macro_after": after.f1_macro,
             "val_accuracy_after_tta_d4": after_tta.accuracy,
-            "command": "python benchmarks/accuracy_cpu.py " + " ".join(sys.argv[1:]),
         }
-        bc._io.atomic_write_text(run / "recalibrated.json", json.dumps(row, indent=1) + "\n")
+        summary = (
+            f"{run}: pbc96/val accuracy {before.accuracy:.4f} → {after.accuracy:.4f} with precise BatchNorm "
+            f"over {batches} batches ({seconds:.0f} s); with d4 test-time augmentation {after_tta.accuracy:.4f}"
+        )
+        h.write_results(run / "recalibrated.json", row, summary, command=command)
         print(json.dumps(row, indent=1), flush=True)
         rows.append(row)
     return rows
-
-
-def _timed(fn, *args, **kwargs) -> float:
-    """Seconds one call of ``fn`` takes."""
-    t0 = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - t0
-
-
-class _EpochTimer:
-    """Times a short fit: graph building, seconds per step and the last whole epoch (a Keras callback)."""
-
-    def __new__(cls):
-        import keras
-
-        class EpochTimer(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.begin = 0.0
-                self.epoch_begins: list[float] = []
-                self.batch_ends: list[list[float]] = []
-                self.end = 0.0
-
-            def on_train_begin(self, logs=None):
-                self.begin = time.perf_counter()
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epoch_begins.append(time.perf_counter())
-                self.batch_ends.append([])
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.batch_ends[-1].append(time.perf_counter())
-
-            def on_train_end(self, logs=None):
-                self.end = time.perf_counter()
-
-            @property
-            def seconds_per_step(self) -> float:
-                """Median step time of the last epoch (its first step waits on the input pipeline)."""
-                import numpy as np
-
-                return float(np.median(np.diff(self.batch_ends[-1])))
-
-            @property
-            def build_seconds(self) -> float:
-                """Time to the end of the first step, less one step: tracing and compiling the graph."""
-                return self.batch_ends[0][0] - self.begin - self.seconds_per_step
-
-            @property
-            def last_epoch_seconds(self) -> float:
-                return self.end - self.epoch_begins[-1]
-
-            @property
-            def last_epoch_steps(self) -> int:
-                return len(self.batch_ends[-1])
-
-        return EpochTimer()
 
 
 if __name__ == "__main__":

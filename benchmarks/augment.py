@@ -1,8 +1,9 @@
 """Benchmark: AugMix throughput in a ``tf.data`` pipeline, bloodcell against Keras and imgaug.
 
-Every method runs in the same ``bc.datasets.to_tf_dataset`` pipeline over the same real 96×96
+Every method runs in the same ``bc.pipeline.to_tf_dataset`` pipeline over the same real 96×96
 PBC images in batches of ``--batch-size`` (64; repeat, no shuffle), in the same process, interleaved
-round by round so that a change of machine load hits all of them alike. Each measurement times
+round by round (the order reversed every other round) so that a change of machine load hits all of
+them alike. Each measurement times
 ``--batches`` batches after ``--warmup`` batches (which include XLA compilation and graph tracing):
 images per second, and the process's CPU time per image (all threads: what augmentation takes
 from a model training on the same cores).
@@ -32,19 +33,11 @@ described in the README of that folder).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import platform
 import statistics
-import sys
-import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+import _harness as h
 
 
 def imgaug_augmix(severity: int = 3, width: int = 3, alpha: float = 1.0):  # noqa: ANN201
@@ -118,17 +111,17 @@ def measure(data, augment, batch_size: int, warmup: int, batches: int) -> tuple[
     """Images per second and CPU milliseconds per image over ``batches`` batches after ``warmup``."""
     import bloodcell as bc
 
-    ds = bc.datasets.to_tf_dataset(
+    ds = bc.pipeline.to_tf_dataset(
         data, batch_size, augment=augment, seed=0, repeat=True, drop_remainder=True
     )
     it = iter(ds)
     for _ in range(warmup):
         next(it)
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(batches):
-        next(it)
+    with h.Stopwatch() as watch:
+        for _ in range(batches):
+            next(it)
     images = batches * batch_size
-    return images / (time.perf_counter() - start), (time.process_time() - cpu) * 1000 / images
+    return images / watch.wall, watch.cpu * 1000 / images
 
 
 def stage_times(data, batch_size: int, repeats: int = 5) -> dict[str, tuple[float, float]]:  # noqa: ANN001
@@ -161,89 +154,81 @@ def stage_times(data, batch_size: int, repeats: int = 5) -> dict[str, tuple[floa
     out = {}
     for name, fn in steps.items():
         fn()
-        best, cpu = float("inf"), time.process_time()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy(), fn())
-            best = min(best, time.perf_counter() - start)
-        out[name] = (best * 1000, (time.process_time() - cpu) * 1000 / repeats)
+        with h.Stopwatch() as watch:
+            walls = h.repeat(lambda fn=fn: tf.nest.map_structure(lambda t: t.numpy(), fn()), repeats)
+        out[name] = (min(walls) * 1000, watch.cpu * 1000 / repeats)
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+def main(argv: list[str] | None = None) -> dict:
+    parser = h.parser(__file__, __doc__, data="pbc96/<split>", out_file=True)
     parser.add_argument(
         "--split", default="val", help="pbc96 split to read (val: 1,743 images; train: 11,919)"
     )
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of all methods, the order reversed every other"
+    )
     parser.add_argument(
         "--methods", default="none,bloodcell,keras,bloodcell-all,keras-all,imgaug", help="comma-separated"
     )
     parser.add_argument("--stages", action="store_true", help="also time each stage of bloodcell's AugMix")
-    parser.add_argument("--out", type=Path, default=None, help="write the measurements as JSON here")
-    args = parser.parse_args()
-    root = args.data / "pbc96" / args.split
-    if not root.is_dir():
-        sys.exit(
-            f"missing {root}: pass --data pointing at a folder holding pbc96/{args.split} "
-            "(PBC dataset, https://data.mendeley.com/datasets/snkd93bnjr/1, resized to 96x96)."
-        )
-    import tensorflow as tf
-
-    import bloodcell as bc
-
-    data = bc.datasets.load_folder(root, image_size=96)
+    args = parser.parse_args(argv)
+    (data,) = h.load_pbc96(args.data, args.split)
+    print(h.markdown_header(h.environment(args.command)), flush=True)
     batch = args.batch_size
     results: dict = {"batch_size": batch, "stages": {}, "methods": {}}
+    lines: list[str] = []
     if args.stages:
-        print(
+        lines.append(
             f"AugMix stages, one batch of {batch} (load {os.getloadavg()[0]:.2f}): wall (best of 5), CPU (mean)"
         )
-        for name, (wall, cpu) in stage_times(data, batch).items():
-            print(f"  {name:<26} {wall:7.1f} ms  {cpu:7.1f} ms CPU")
-            results["stages"][name] = {"wall_ms": wall, "cpu_ms": cpu}
+        for name, (wall, cpu_ms) in stage_times(data, batch).items():
+            lines.append(f"  {name:<26} {wall:7.1f} ms  {cpu_ms:7.1f} ms CPU")
+            results["stages"][name] = {"wall_ms": wall, "cpu_ms": cpu_ms}
+        print("\n".join(lines), flush=True)
     methods = args.methods.split(",")
     augmenters = {m: make(m) for m in methods}
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, TensorFlow {tf.__version__}"
-    )
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; data: {root} ({len(data)} images, batches of {batch})")
-    rates: dict[str, list[float]] = {m: [] for m in methods}
+    print(f"data: pbc96/{args.split} ({len(data)} images, batches of {batch})")
     cpu: dict[str, list[float]] = {m: [] for m in methods}
-    for r in range(args.rounds):
-        load = os.getloadavg()[0]
-        for m in methods:
-            rate, cpu_ms = measure(data, augmenters[m], batch, args.warmup, args.batches)
-            rates[m].append(rate)
-            cpu[m].append(cpu_ms)
+
+    def side(method: str):
+        def run() -> float:
+            rate, cpu_ms = measure(data, augmenters[method], batch, args.warmup, args.batches)
+            cpu[method].append(cpu_ms)
+            return rate
+
+        return run
+
+    def report(round_: int, rates: dict[str, list[float]]) -> None:
         print(
-            f"round {r + 1}: load {load:.2f} → "
-            + ", ".join(f"{m} {rates[m][-1]:.0f} img/s ({cpu[m][-1]:.2f} ms CPU/img)" for m in methods)
+            f"round {round_ + 1} (load {os.getloadavg()[0]:.2f}): "
+            + ", ".join(f"{m} {rates[m][-1]:.0f} img/s ({cpu[m][-1]:.2f} ms CPU/img)" for m in methods),
+            flush=True,
         )
-    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    print("\nmethod          best img/s  median img/s  ms/image (median)  CPU ms/image (median)")
+
+    rates = h.interleave({m: side(m) for m in methods}, args.rounds, on_round=report)
+    table = ["method          best img/s  median img/s  ms/image (median)  CPU ms/image (median)"]
     for m in methods:
         med = statistics.median(rates[m])
-        print(
+        table.append(
             f"{m:<15} {max(rates[m]):>10.0f} {med:>13.0f} {1000 / med:>18.3f} {statistics.median(cpu[m]):>22.3f}"
         )
         results["methods"][m] = {"img_per_s": rates[m], "cpu_ms_per_image": cpu[m]}
     for ours, theirs in (("bloodcell", "keras"), ("bloodcell-all", "keras-all"), ("bloodcell", "imgaug")):
         if ours in rates and theirs in rates:
             per_round = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
-            print(
+            table.append(
                 f"{ours} / {theirs}: median ratio {statistics.median(per_round):.1f}x "
                 f"(per round: {', '.join(f'{x:.1f}' for x in per_round)})"
             )
+    print("\n" + "\n".join(table))
     if args.out is not None:
-        from bloodcell._io import atomic_write_text  # bc._io exists only once something imported it
-
-        atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
+        body = "\n".join(lines + ([""] if lines else []) + ["```", *table, "```"])
+        h.write_results(args.out, results, body, command=args.command)
+    return results
 
 
 if __name__ == "__main__":

@@ -28,44 +28,30 @@ JPEGs, the PBC dataset of Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1) and
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import statistics
-import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
 WHITE_CELLS = ("basophil", "eosinophil", "ig", "lymphocyte", "monocyte", "neutrophil")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p = h.parser(
+        __file__, __doc__, data="pbc96/train, pbc96/val and other_labs/lisc.npz", out=h.RUNS / "cells"
+    )
     p.add_argument("--sample", type=int, default=48, help="images per gallery")
     p.add_argument("--seed", type=int, default=0, help="seed of the gallery samples")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "cells")
     p.add_argument("--docs", type=Path, default=None, help="also write 24-image galleries at 96 px here")
     return p.parse_args(argv)
 
 
 def load(data_dir: Path) -> dict:
-    import bloodcell as bc
-
-    sets = {}
-    for split in ("train", "val"):
-        folder = data_dir / "pbc96" / split
-        if not folder.is_dir():
-            sys.exit(f"No {folder}: pass --data (see this script's docstring).")
-        sets[f"pbc96/{split}"] = bc.datasets.load_folder(folder)
-    lisc = data_dir / "other_labs" / "lisc.npz"
-    if lisc.is_file():
-        sets["lisc"] = bc.datasets.load_npz(lisc)
+    train, val = h.load_pbc96(data_dir)
+    sets = {"pbc96/train": train, "pbc96/val": val}
+    lisc = h.load_lisc(data_dir, required=False)
+    if lisc is not None:
+        sets["lisc"] = lisc
     return sets
 
 
@@ -83,12 +69,9 @@ def sizes_by_class(data, cells) -> dict:
 
 def timed(fn, images, passes: int = 3) -> dict:
     fn(images[:64])  # warm-up: TensorFlow traces the ops once
-    per_image = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        fn(images)
-        per_image.append((time.perf_counter() - start) / len(images) * 1000)
-    return {"median_ms": statistics.median(per_image), "min_ms": min(per_image), "max_ms": max(per_image)}
+    per_image = [seconds / len(images) * 1000 for seconds in h.repeat(lambda: fn(images), passes)]
+    cost = h.summary(per_image)
+    return {"median_ms": cost["median"], "min_ms": cost["min"], "max_ms": cost["max"]}
 
 
 def gallery(data, path: Path, sample: int, seed: int, zoom: int = 2) -> None:
@@ -123,17 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import numpy as np
 
-    from bloodcell._io import atomic_write_text
     from bloodcell.cells import crop_cells, find_cells
 
     sets = load(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "command": "python benchmarks/cells.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "sets": {},
-    }
+    results: dict = {"sets": {}}
     for name, data in sets.items():
         cells = find_cells(data)
         entry = {"n": len(data), "found": float(cells.found.mean()), "sizes": sizes_by_class(data, cells)}
@@ -151,10 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         "crop_cells": timed(lambda x: crop_cells(x), val),
     }
     print(json.dumps(results["cost_per_image"]))
-    atomic_write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")
-
-    lines = [f"- {results['date']}, {results['machine']}", f"- `{results['command']}`", ""]
-    lines += [
+    lines = [
         "| set | images | found (%) | white-cell median span (px) | as a fraction of the frame |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -174,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---:|---:|",
         *(f"| {k} | {v['median_ms']:.2f} | {v['min_ms']:.2f}–{v['max_ms']:.2f} |" for k, v in cost.items()),
     ]
-    atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
-    print((args.out / "results.md").read_text())
+    _, md = h.write_results(args.out, results, "\n".join(lines), command=args.command)
+    print(md.read_text())
 
 
 if __name__ == "__main__":

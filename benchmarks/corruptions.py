@@ -6,43 +6,43 @@ severity (grey levels), which should grow with the severity.
 
 Usage::
 
-    python benchmarks/corruptions.py [--images 200]
+    python benchmarks/corruptions.py [--images 200] [--out runs/corruptions]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
-import time
-from pathlib import Path
-
+import _harness as h
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import bloodcell as bc  # noqa: E402
-from bloodcell.robustness import CORRUPTIONS, SEVERITIES, corrupt  # noqa: E402
+import bloodcell as bc
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = h.parser(__file__, __doc__, data=None)
     parser.add_argument("--images", type=int, default=200, help="cells from the bundled sample (200)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    from bloodcell.robustness import CORRUPTIONS, SEVERITIES, corrupt
+
     data = bc.datasets.load_sample()
     images = data.images[:: max(1, len(data) // args.images)][: args.images]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}")
-    print(f"{len(images)} real cells, 96 px\n")
-    print("| kind | group | ms/image | mean abs. change at severity 1..5 |")
-    print("|---|---|---:|---|")
+    print(h.markdown_header(h.environment(args.command)))
+    print(f"\n{len(images)} real cells, 96 px\n")
+    lines = ["| kind | group | ms/image | mean abs. change at severity 1..5 |", "|---|---|---:|---|"]
+    print("\n".join(lines))
+    rows = []
     for kind, spec in CORRUPTIONS.items():
-        start = time.perf_counter()
-        outputs = [corrupt(images, kind, s) for s in SEVERITIES]
-        ms = (time.perf_counter() - start) / len(SEVERITIES) / len(images) * 1000
+        with h.Stopwatch() as watch:
+            outputs = [corrupt(images, kind, s) for s in SEVERITIES]
+        ms = watch.wall / len(SEVERITIES) / len(images) * 1000
         change = [float(np.abs(o.astype(np.float64) - images).mean()) for o in outputs]
-        print(f"| {kind} | {spec.group} | {ms:.2f} | " + ", ".join(f"{c:.1f}" for c in change) + " |")
+        rows.append({"kind": kind, "group": spec.group, "ms_per_image": ms, "mean_abs_change": change})
+        lines.append(f"| {kind} | {spec.group} | {ms:.2f} | " + ", ".join(f"{c:.1f}" for c in change) + " |")
+        print(lines[-1], flush=True)
+    if args.out is not None:
+        h.write_results(
+            args.out, {"images": len(images), "kinds": rows}, "\n".join(lines), command=args.command
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ accuracy after each epoch; training accuracy is identical in both runs (the mome
 the statistics used at inference).
 
 Usage:
-    python benchmarks/from_scratch_batchnorm.py [--data PATH] [--epochs 2] [--image-size 96]
+    python benchmarks/from_scratch_batchnorm.py [--data PATH] [--epochs 2] [--image-size 96] [--out DIR]
     python benchmarks/from_scratch_batchnorm.py --sample --epochs 8 --image-size 48   # as the unit test
 
 ``--data`` defaults to ``<repo>/../shared/data`` and must hold ``pbc96/train`` and ``pbc96/val`` (the
@@ -22,30 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+import bloodcell as bc
 
 
 def load(args: argparse.Namespace):
-    import bloodcell as bc
-
     if args.sample:
         data = bc.datasets.load_sample()
         train, val = bc.datasets.split(data, val=0.2, test=0.0, seed=0)
     else:
-        root = Path(args.data)
-        if not (root / "pbc96" / "train").is_dir():
-            raise SystemExit(
-                f"{root / 'pbc96'} not found: get PBC (https://data.mendeley.com/datasets/snkd93bnjr/1), "
-                "prepare it as in shared/data/README.md, pass --data, or use --sample."
-            )
-        train = bc.datasets.load_folder(root / "pbc96" / "train", image_size=96)
-        val = bc.datasets.load_folder(root / "pbc96" / "val", image_size=96)
+        train, val = h.load_pbc96(args.data)
     if args.image_size != train.image_shape[0]:
         train = bc.datasets.BloodCellDataset(
             bc.datasets.resize_images(train.images, args.image_size), train.labels
@@ -56,8 +44,6 @@ def load(args: argparse.Namespace):
 
 def run(train, val, momentum, args: argparse.Namespace) -> dict:
     import keras
-
-    import bloodcell as bc
 
     keras.utils.set_random_seed(args.seed)
     model = bc.build_classifier(
@@ -70,11 +56,11 @@ def run(train, val, momentum, args: argparse.Namespace) -> dict:
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    train_ds = bc.datasets.to_tf_dataset(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    val_ds = bc.datasets.to_tf_dataset(val, batch_size=256)
-    start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, verbose=0, shuffle=False)
-    seconds = time.perf_counter() - start
+    train_ds = bc.pipeline.to_tf_dataset(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    val_ds = bc.pipeline.to_tf_dataset(val, batch_size=256)
+    with h.Stopwatch() as watch:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, verbose=0, shuffle=False)
+    seconds = watch.wall
     momenta = sorted(
         {
             layer.momentum
@@ -91,31 +77,39 @@ def run(train, val, momentum, args: argparse.Namespace) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+def main(argv: list[str] | None = None) -> dict:
+    parser = h.parser(__file__, __doc__)
     parser.add_argument("--sample", action="store_true", help="use the 800 bundled cells instead of --data")
     parser.add_argument("--backbone", default="mobilenetv3small")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     train, val = load(args)
-    print(
+    title = (
         f"{args.backbone} from scratch, {len(train)} train / {len(val)} val images at {args.image_size} px, "
-        f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}; "
-        f"{platform.processor() or platform.machine()}, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}"
     )
+    print(f"{title}; load average {os.getloadavg()[0]:.1f}", flush=True)
     results = [run(train, val, momentum, args) for momentum in (None, "auto")]
-    print("| BatchNorm momentum | val accuracy per epoch | train accuracy per epoch | fit seconds |")
-    print("|---|---|---|---|")
+    lines = [
+        title,
+        "",
+        "| BatchNorm momentum | val accuracy per epoch | train accuracy per epoch | fit seconds |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         label = f"{r['batchnorm_momentum']} ({', '.join(f'{m:g}' for m in r['momenta_in_model'])})"
-        print(f"| {label} | {r['val_accuracy']} | {r['train_accuracy']} | {r['seconds']} |")
-    print(json.dumps({"args": vars(args), "results": results, "load_average_after": os.getloadavg()[0]}))
+        lines.append(f"| {label} | {r['val_accuracy']} | {r['train_accuracy']} | {r['seconds']} |")
+    print("\n".join(lines[2:]))
+    arguments = {k: v for k, v in vars(args).items() if k != "command"}
+    summary = {"args": arguments, "results": results, "load_average_after": os.getloadavg()[0]}
+    print(json.dumps(summary, default=str))
+    if args.out is not None:
+        h.write_results(args.out, summary, "\n".join(lines), command=args.command)
+    return summary
 
 
 if __name__ == "__main__":

@@ -15,76 +15,66 @@ otherwise the 800 cells bundled with bloodcell.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+import bloodcell as bc
 
 
-def median_seconds(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+def main(argv: list[str] | None = None) -> dict:
+    parser = h.parser(__file__, __doc__, data="pbc96/val (else the bundled sample is used)")
     parser.add_argument("--backbone", default="mobilenetv3small")
     parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import keras
 
-    import bloodcell as bc
     from bloodcell.backbones.imagemodel import _CHECKED_DATASETS
 
-    val_dir = Path(args.data) / "pbc96" / "val"
-    data = bc.datasets.load_folder(val_dir, image_size=96) if val_dir.is_dir() else bc.datasets.load_sample()
-    source = str(val_dir) if val_dir.is_dir() else "bundled sample"
+    data, source = h.load_split_or_sample(args.data, "val")
     model = bc.build_classifier(args.backbone, head="seed", weights=None)
     plain = keras.Model(model.inputs, model.outputs)  # the same layers, no bloodcell checks
     floats = data.images.astype("float32")
 
     def check_dataset() -> None:
         _CHECKED_DATASETS.clear()  # time the first call (the peek), not the cached one
-        model.check_inputs(bc.datasets.to_tf_dataset(data, batch_size=64), "benchmark")
+        model.check_inputs(bc.pipeline.to_tf_dataset(data, batch_size=64), "benchmark")
+
+    def median_seconds(fn) -> float:
+        return statistics.median(h.repeat(fn, args.repeat))
 
     checks = {
-        "check uint8 array": median_seconds(
-            lambda: model.check_inputs(data.images, "benchmark"), args.repeat
-        ),
-        "check float32 array": median_seconds(lambda: model.check_inputs(floats, "benchmark"), args.repeat),
-        "check tf.data (first call: one batch peeked)": median_seconds(check_dataset, args.repeat),
+        "check uint8 array": median_seconds(lambda: model.check_inputs(data.images, "benchmark")),
+        "check float32 array": median_seconds(lambda: model.check_inputs(floats, "benchmark")),
+        "check tf.data (first call: one batch peeked)": median_seconds(check_dataset),
     }
     model.predict(data.images[:64], verbose=0)  # warm up both predict functions
     plain.predict(data.images[:64], verbose=0)
     predict = {
         "bloodcell Classifier.predict": median_seconds(
-            lambda: model.predict(data.images, batch_size=64, verbose=0), args.repeat
+            lambda: model.predict(data.images, batch_size=64, verbose=0)
         ),
         "plain keras.Model.predict (baseline)": median_seconds(
-            lambda: plain.predict(data.images, batch_size=64, verbose=0), args.repeat
+            lambda: plain.predict(data.images, batch_size=64, verbose=0)
         ),
     }
-    print(
+    lines = [
         f"{len(data)} images ({source}), {args.backbone} + seed head at 96 px, median of {args.repeat}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
-    print("| what | milliseconds |")
-    print("|---|---|")
-    for name, seconds in {**checks, **predict}.items():
-        print(f"| {name} | {seconds * 1000:.2f} |")
-    print(json.dumps({"images": len(data), "source": source, "checks_s": checks, "predict_s": predict}))
+        f"load average {os.getloadavg()[0]:.1f}",
+        "",
+        "| what | milliseconds |",
+        "|---|---|",
+        *(f"| {name} | {seconds * 1000:.2f} |" for name, seconds in {**checks, **predict}.items()),
+    ]
+    print("\n".join(lines))
+    results = {"images": len(data), "source": source, "checks_s": checks, "predict_s": predict}
+    print(json.dumps(results))
+    if args.out is not None:
+        h.write_results(args.out, results, "\n".join(lines), command=args.command)
+    return results
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ baseline, measured in the same run, is the obvious hand-written loader: decode t
 with Pillow into a list, then ``np.stack`` them (which holds two copies of the images at once).
 
 Usage:
-    python benchmarks/load.py [--data PATH] [--repeat 3]
+    python benchmarks/load.py [--data PATH] [--repeat 3] [--out DIR]
 
 ``--data`` defaults to ``<repo>/../shared/data``; it must hold ``pbc96/train`` and ``pbc96/val``
 (the PBC dataset of Acevedo et al. 2020 at 96×96: https://data.mendeley.com/datasets/snkd93bnjr/1,
@@ -14,16 +14,12 @@ prepared as described in the README of that folder).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+import _harness as h
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -50,30 +46,29 @@ print(json.dumps({"seconds": seconds, "n": len(images), "raw_bytes": int(images.
 
 
 def run_child(roots: list[str], method: str) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, *roots, method], check=True, capture_output=True, text=True, env=env
+        [sys.executable, "-c", _CHILD, *roots, method],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+def main(argv: list[str] | None = None) -> dict:
+    parser = h.parser(__file__, __doc__)
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    roots = [args.data / "pbc96" / "train", args.data / "pbc96" / "val"]
-    if not all(r.is_dir() for r in roots):
-        sys.exit(f"missing {roots}: pass --data pointing at a folder holding pbc96/train and pbc96/val.")
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}")
+    args = parser.parse_args(argv)
+    h.require(args.data, "pbc96/train", "pbc96/val")
+    roots = [str(args.data / "pbc96" / "train"), str(args.data / "pbc96" / "val")]
+    print(h.markdown_header(h.environment(args.command)))
+    results, lines = {}, []
     for method in ("bloodcell", "naive"):
-        runs = [run_child([str(r) for r in roots], method) for _ in range(args.repeat)]
+        runs = [run_child(roots, method) for _ in range(args.repeat)]
         best = min(runs, key=lambda r: r["seconds"])
         raw = best["raw_bytes"]
-        print(
+        lines.append(
             f"{method:>9}: {best['n']} images, best of {args.repeat}: {best['seconds']:.2f} s "
             f"({best['n'] / best['seconds']:.0f} img/s), raw {raw / 2**20:.0f} MiB, "
             f"peak RSS {best['peak_rss_bytes'] / 2**20:.0f} MiB = {best['peak_rss_bytes'] / raw:.2f}× raw "
@@ -81,6 +76,11 @@ def main() -> None:
             f"growth {(best['peak_rss_bytes'] - best['rss_before_bytes']) / raw:.2f}× raw); "
             f"all times: {', '.join(format(r['seconds'], '.2f') for r in runs)} s"
         )
+        print(lines[-1], flush=True)
+        results[method] = {"runs": runs, "seconds": h.summary([r["seconds"] for r in runs])}
+    if args.out is not None:
+        h.write_results(args.out, {"methods": results}, "\n".join(lines), command=args.command)
+    return results
 
 
 if __name__ == "__main__":

@@ -38,17 +38,10 @@ et al. 2020, doi:10.17632/snkd93bnjr.1, at 96×96) and ``other_labs/lisc.npz``, 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
 STEPS = ("none", "stain", "macenko", "crop", "adabn", "tent")
 DEFAULT_PIPELINES = (
@@ -66,8 +59,9 @@ DEFAULT_PIPELINES = (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p = h.parser(
+        __file__, __doc__, data="pbc96/train, pbc96/val and other_labs/lisc.npz", out=h.RUNS / "other_labs"
+    )
     p.add_argument(
         "--recipes",
         nargs="+",
@@ -87,7 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="epochs per recipe (default: the preset's)")
     p.add_argument("--intra-op-threads", type=int, default=None, help="TensorFlow threads per op")
     p.add_argument("--inter-op-threads", type=int, default=None, help="TensorFlow ops run at once")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "other_labs")
     p.add_argument("--verbose", type=int, default=2)
     return p.parse_args(argv)
 
@@ -128,20 +121,9 @@ def config_for(recipe: str, epochs: int | None):
 
 
 def load(args: argparse.Namespace):
-    import numpy as np
-
-    import bloodcell as bc
-
-    root = args.data / "pbc96"
-    lisc_file = args.data / "other_labs" / "lisc.npz"
-    if not (root / "train").is_dir() or not (root / "val").is_dir() or not lisc_file.is_file():
-        sys.exit(f"Need pbc96/train, pbc96/val and other_labs/lisc.npz under {args.data}: pass --data.")
-    train, val = bc.datasets.load_folder(root / "train"), bc.datasets.load_folder(root / "val")
-    if args.limit:
-        rng = np.random.default_rng(args.seed)
-        train = train.subset(np.sort(rng.permutation(len(train))[: args.limit]))
-        val = val.subset(np.sort(rng.permutation(len(val))[: args.limit]))
-    return train, val, bc.datasets.load_npz(lisc_file)
+    h.require(args.data, "pbc96/train", "pbc96/val", "other_labs/lisc.npz")  # all before decoding any
+    train, val = h.load_pbc96(args.data, limit=args.limit, seed=args.seed)
+    return train, val, h.load_lisc(args.data)
 
 
 class Pipeline:
@@ -215,7 +197,6 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     import bloodcell as bc
-    from bloodcell._io import atomic_write_text
     from bloodcell.adapt import few_shot, sample_support
 
     bc.training.set_cpu_threads(args.intra_op_threads, args.inter_op_threads)
@@ -224,9 +205,6 @@ def main(argv: list[str] | None = None) -> None:
     stain_reference = train.subset(np.random.default_rng(0).permutation(len(train))[:2000])
     targets = {"lisc": lisc, **{f"lisc x{z:g}": zoomed(lisc, z) for z in args.zooms}}
     results: dict = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "command": "python benchmarks/other_labs.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": {"train": len(train), "val": len(val), "lisc": len(lisc)},
         "models": {},
     }
@@ -283,15 +261,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{recipe:>20} few-shot k={k:<3} LISC rest {summary['lisc_rest']['mean']:.4f} ± "
                   f"{summary['lisc_rest']['std']:.4f}  PBC val {summary['pbc96/val']['mean']:.4f}", flush=True)  # fmt: skip
         results["models"][recipe] = entry
-        atomic_write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")
+        h.write_results(args.out, results, markdown(results, list(targets)), command=args.command)
     results["minutes"] = (time.time() - started) / 60
-    atomic_write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")
-    atomic_write_text(args.out / "results.md", markdown(results, list(targets)) + "\n")
+    h.write_results(args.out, results, markdown(results, list(targets)), command=args.command)
     print(markdown(results, list(targets)))
 
 
 def markdown(results: dict, targets: list[str]) -> str:
-    lines = [f"- {results['date']}, {results['machine']}", f"- `{results['command']}`"]
+    lines = []
     for recipe, entry in results["models"].items():
         lines.append(
             f"- {recipe}: trained {entry['train_minutes']:.0f} min, test-time augmentation "

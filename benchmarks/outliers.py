@@ -15,6 +15,7 @@ images: ImageNet weights cannot be downloaded offline), and for cleanvision on t
 
 Usage:
     python benchmarks/outliers.py [--data ../shared/data] [--embeddings random,trained] [--cleanvision]
+                                  [--out runs/outliers]
 
 The data: the PBC dataset (Acevedo et al. 2020, CC BY 4.0, https://data.mendeley.com/datasets/snkd93bnjr/1),
 prepared as 96-px class folders (see shared/data/README.md); pass its parent folder with --data.
@@ -22,22 +23,16 @@ prepared as 96-px class folders (see shared/data/README.md); pass its parent fol
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import platform
-import sys
 import tempfile
 import time
-from pathlib import Path
 
+import _harness as h
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import bloodcell as bc  # noqa: E402
+import bloodcell as bc
 
 NON_BLOOD_SOURCES = (
     "camera", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "moon",
@@ -187,7 +182,10 @@ def evaluate(flags: np.ndarray, reasons: list[tuple[str, ...]], kinds: np.ndarra
     )
 
 
-def print_eval(title: str, ev: dict, seconds: float) -> None:
+def print_eval(title: str, ev: dict, seconds: float, record: dict | None = None) -> None:
+    """Print an evaluation; with ``record``, also keep it there under ``title``."""
+    if record is not None:
+        record[title] = {**ev, "seconds": seconds}
     print(f"\n## {title}  ({seconds:.1f} s)")
     print(f"{'kind':<22}{'n':>6}{'flagged':>9}{'rate':>9}   reasons")
     for kind, row in ev["kinds"].items():
@@ -238,7 +236,7 @@ def extractors(which: list[str], train: bc.datasets.BloodCellDataset, epochs: in
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        ds = bc.datasets.to_tf_dataset(train, batch_size=64, shuffle=True, seed=seed)
+        ds = bc.pipeline.to_tf_dataset(train, batch_size=64, shuffle=True, seed=seed)
         start = time.perf_counter()
         hist = model.fit(ds, epochs=epochs, verbose=0)
         took = time.perf_counter() - start
@@ -251,7 +249,7 @@ def extractors(which: list[str], train: bc.datasets.BloodCellDataset, epochs: in
     return out
 
 
-def run_cleanvision(data: bc.datasets.BloodCellDataset, kinds: np.ndarray) -> None:
+def run_cleanvision(data: bc.datasets.BloodCellDataset, kinds: np.ndarray, record: dict) -> None:
     try:
         import cleanvision
         from cleanvision import Imagelab
@@ -295,14 +293,16 @@ def run_cleanvision(data: bc.datasets.BloodCellDataset, kinds: np.ndarray) -> No
         f"cleanvision {cleanvision.__version__} (default issue types, first of each duplicate set kept)",
         evaluate(flags, reasons, kinds),
         took,
+        record,
     )
 
 
-def hash_speed(images: np.ndarray) -> None:
+def hash_speed(images: np.ndarray) -> dict:
     """bloodcell's batched pHash against imagehash's per-image pHash, same hash size (256 bits)."""
-    start = time.perf_counter()
-    ours = bc.outliers.perceptual_hash(images, "phash", hash_size=16)
-    ours_s = time.perf_counter() - start
+    with h.Stopwatch() as watch:
+        ours = bc.outliers.perceptual_hash(images, "phash", hash_size=16)
+    ours_s = watch.wall
+    result = {"images": len(images), "bloodcell_seconds": ours_s}
     print(
         f"bloodcell perceptual_hash(phash, 16): {len(images)} images in {ours_s:.2f} s "
         f"({len(images) / ours_s:,.0f} img/s)"
@@ -312,26 +312,34 @@ def hash_speed(images: np.ndarray) -> None:
         from PIL import Image
     except ImportError:
         print("imagehash is not installed (pip install imagehash); comparison skipped.")
-        return
-    start = time.perf_counter()
-    theirs = [imagehash.phash(Image.fromarray(img), hash_size=16) for img in images]
-    theirs_s = time.perf_counter() - start
+        return result
+    with h.Stopwatch() as watch:
+        theirs = [imagehash.phash(Image.fromarray(img), hash_size=16) for img in images]
+    theirs_s = watch.wall
     print(
         f"imagehash {imagehash.__version__} phash(hash_size=16): {theirs_s:.2f} s "
         f"({len(images) / theirs_s:,.0f} img/s); bloodcell is {theirs_s / ours_s:.0f}x faster"
     )
     # The recipes differ in the resize (PIL's ANTIALIAS to 64 px against exact area averaging), so
     # hashes are close, not identical: report the typical disagreement in bits.
-    theirs_bits = np.stack([np.packbits(h.hash.reshape(-1)) for h in theirs])
+    theirs_bits = np.stack([np.packbits(one.hash.reshape(-1)) for one in theirs])
     diff = bc.outliers.hamming_distances(ours[:500], theirs_bits[:500]).diagonal()
     print(f"bits differing between the two on the first 500 images: median {np.median(diff):.0f} of 256")
+    result.update(imagehash_seconds=theirs_s, median_bits_differing=float(np.median(diff)))
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder holding pbc96/")
+def evaluations_markdown(record: dict) -> str:
+    lines = ["| detectors | seconds | precision (%) | recall (%) |", "|---|---:|---:|---:|"]
+    for title, ev in record.items():
+        lines.append(
+            f"| {title} | {ev['seconds']:.1f} | {100 * ev['precision']:.1f} | {100 * ev['recall']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = h.parser(__file__, __doc__, data="pbc96/train and pbc96/val", full_doc=True)
     parser.add_argument(
         "--embeddings", default="random,trained", help="comma list of random,trained, or none"
     )
@@ -340,38 +348,34 @@ def main() -> None:
     parser.add_argument("--gallery", default=None, help="write the report's PNG gallery here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hash-speed", action="store_true", help="only compare pHash speed with imagehash")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    root = Path(args.data) / "pbc96"
-    if not (root / "train").is_dir():
-        sys.exit(
-            f"no pbc96/train under {args.data}. Get the PBC dataset (Acevedo et al. 2020, CC BY 4.0, "
-            "https://data.mendeley.com/datasets/snkd93bnjr/1), prepare 96-px class folders as described in "
-            "shared/data/README.md, and pass their parent folder with --data."
-        )
+    h.require(args.data, "pbc96/train", "pbc96/val")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"load: {os.getloadavg()}"
     )
     start = time.perf_counter()
-    train = bc.datasets.load_folder(root / "train")
-    val = bc.datasets.load_folder(root / "val")
+    train, val = h.load_pbc96(args.data)
     if args.hash_speed:
-        hash_speed(np.ascontiguousarray(train.images))
-        return
+        result = hash_speed(np.ascontiguousarray(train.images))
+        if args.out is not None:
+            h.write_results(args.out, {"hash_speed": result}, command=args.command)
+        return result
     data, kinds = build_set(train, val, seed=args.seed)
     print(f"built the set in {time.perf_counter() - start:.1f} s: {len(data)} images")
     for kind, n in zip(*np.unique(kinds, return_counts=True)):
         print(f"  {kind:<22}{n:>6}")
 
-    start = time.perf_counter()
-    report = bc.outliers.find_outliers(data)
-    took = time.perf_counter() - start
+    record: dict = {}
+    with h.Stopwatch() as watch:
+        report = bc.outliers.find_outliers(data)
     print("\n" + report.summary())
     print_eval(
         "bloodcell default detectors (exact + near duplicates, image quality, stain profile)",
         evaluate(report.flags, report.reasons, kinds),
-        took,
+        watch.wall,
+        record,
     )
     for name, det in report.detections.items():
         ev = evaluate(det.flags, det.reasons, kinds)
@@ -384,25 +388,31 @@ def main() -> None:
     for label, (extractor, _train_s) in extractors(which, train, args.epochs, args.seed).items():
         for method in ("isolation_forest", "lof"):
             det = bc.outliers.EmbeddingOutliers(extractor=extractor, method=method)
-            start = time.perf_counter()
-            emb = bc.outliers.find_outliers(data, [det])
-            took = time.perf_counter() - start
+            with h.Stopwatch() as watch:
+                emb = bc.outliers.find_outliers(data, [det])
             print_eval(
                 f"EmbeddingOutliers({method}) on {label} features, alone",
                 evaluate(emb.flags, emb.reasons, kinds),
-                took,
+                watch.wall,
+                record,
             )
             both = emb.flags | report.flags
             merged = [a + b for a, b in zip(report.reasons, emb.reasons)]
             print_eval(
                 f"default detectors + EmbeddingOutliers({method}) on {label}",
                 evaluate(both, merged, kinds),
-                took + sum(report.timings.values()),
+                watch.wall + sum(report.timings.values()),
+                record,
             )
 
     if args.cleanvision:
-        run_cleanvision(data, kinds)
+        run_cleanvision(data, kinds, record)
     print(f"\nload after: {os.getloadavg()}")
+    kinds_count = {k: int(n) for k, n in zip(*np.unique(kinds, return_counts=True))}
+    results = {"images": len(data), "planted": kinds_count, "evaluations": record}
+    if args.out is not None:
+        h.write_results(args.out, results, evaluations_markdown(record), command=args.command)
+    return results
 
 
 if __name__ == "__main__":

@@ -37,22 +37,17 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "benchmarks"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
 VARIANTS = ("default", "private", "private-nice")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p = h.parser(__file__, __doc__, data="pbc96/train (else the bundled sample is used)", out_file=True)
     p.add_argument("--images", type=int, default=2048, help="images per epoch")
     p.add_argument("--epochs", type=int, default=8, help="timed epochs per variant (after one warm-up)")
     p.add_argument("--skip-steps", type=int, default=8)
     p.add_argument("--threads", action="store_true", help="per-thread CPU of each pipeline alone")
-    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return p.parse_args(argv)
 
 
@@ -69,7 +64,7 @@ def pipeline(data, variant: str, batch_size: int = 32, passes: int = 1000):
     import bloodcell as bc
 
     indices = np.tile(np.arange(len(data)), passes)  # endless enough; fit takes steps_per_epoch
-    ds = bc.datasets.to_tf_dataset(
+    ds = bc.pipeline.to_tf_dataset(
         data,
         batch_size,
         augment=bc.augment.AugMix(),
@@ -138,7 +133,7 @@ def threads_report(data, batches: int = 100) -> list[dict]:
 
 def training(data, epochs: int, skip: int) -> dict:
     import numpy as np
-    from train_throughput import EpochTimes, compiled_model, geometric_mean, plain_model
+    from train_throughput import compiled_model, plain_model
 
     batch_size = 32
     steps = len(data) // batch_size
@@ -151,10 +146,9 @@ def training(data, epochs: int, skip: int) -> dict:
         )
     speeds: dict[str, list[float]] = {name: [] for name in sides}
     for epoch in range(epochs + 1):
-        names = list(sides) if epoch % 2 == 0 else list(sides)[::-1]
-        for name in names:
+        for name in h.alternate(list(sides), epoch):
             model, kwargs = sides[name]
-            timer = EpochTimes(skip)
+            timer = h.epoch_timer(skip)
             model.fit(**kwargs, initial_epoch=epoch, epochs=epoch + 1, callbacks=[timer], verbose=0)
             if epoch:  # the first epoch builds the graphs
                 done, seconds = timer.steady[-1]
@@ -162,7 +156,7 @@ def training(data, epochs: int, skip: int) -> dict:
         if epoch:
             print(f"epoch {epoch}: " + ", ".join(f"{n} {speeds[n][-1]}" for n in sides), flush=True)
     ratios = {
-        variant: round(geometric_mean([v / r for v, r in zip(speeds[variant], speeds["raw"])]), 3)
+        variant: round(h.geometric_mean([v / r for v, r in zip(speeds[variant], speeds["raw"])]), 3)
         for variant in VARIANTS
     }
     return {
@@ -171,7 +165,6 @@ def training(data, epochs: int, skip: int) -> dict:
         "median_img_s": {n: round(float(np.median(s)), 1) for n, s in speeds.items()},
         "ratio_to_raw": ratios,
         "epoch_img_s": speeds,
-        "load_1min": round(os.getloadavg()[0], 2),
     }
 
 
@@ -179,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict | list:
     args = parse_args(argv)
     if not sys.platform.startswith("linux"):
         raise SystemExit("This benchmark reads /proc and sets per-thread nice values: Linux only.")
-    from train_throughput import images, write_json
+    from train_throughput import images
 
     n = args.images - args.images % 32
     if args.epochs < 1 or args.skip_steps < 1 or n // 32 <= args.skip_steps:
@@ -195,7 +188,16 @@ def main(argv: list[str] | None = None) -> dict | list:
         result = training(data, args.epochs, args.skip_steps)
         print(json.dumps(result), flush=True)
     if args.out:
-        write_json(args.out, result)
+        table = None
+        if not args.threads:
+            table = "\n".join(
+                ["| pipeline | median img/s | ratio to raw |", "|---|---:|---:|"]
+                + [
+                    f"| {name} | {speed} | {result['ratio_to_raw'].get(name, 1.0)} |"
+                    for name, speed in result["median_img_s"].items()
+                ]
+            )
+        h.write_results(args.out, result, table, command=args.command)
     return result
 
 

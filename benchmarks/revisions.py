@@ -26,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))  # this runner's own helper only; each run picks its library
+import _harness as h
 
-from bloodcell._io import atomic_write_text  # noqa: E402 - after the path (no TensorFlow import)
+REPO = h.REPO
 
 
 def numeric_lists(tree: object, prefix: str = "") -> dict[str, list[float]]:
@@ -66,10 +65,9 @@ def git(*args: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = h.parser(__file__, __doc__, data=None, out_file=True)
     parser.add_argument("--baseline", required=True, help="git revision to compare against (e.g. a commit)")
     parser.add_argument("--runs", type=int, default=3, help="processes per revision")
-    parser.add_argument("--out", type=Path, default=None, help="write every run's results as JSON here")
     parser.add_argument("script", nargs=argparse.REMAINDER, help="-- the script and its arguments")
     args = parser.parse_args(argv)
     script = args.script[1:] if args.script[:1] == ["--"] else args.script
@@ -94,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             runs: dict[str, list[dict]] = {label: [] for label in sources}
             labels = list(sources)
             for run in range(args.runs):
-                for label in labels if run % 2 == 0 else labels[::-1]:
+                for label in h.alternate(labels, run):
                     out = Path(tmp) / f"run{run}-{len(runs[label])}-{label.split()[0]}.json"
                     env = {**os.environ, "PYTHONPATH": str(sources[label])}
                     print(f"run {run + 1}, {label} (load {os.getloadavg()[0]:.2f})", flush=True)
@@ -108,15 +106,21 @@ def main(argv: list[str] | None = None) -> None:
             for key, values in numeric_lists(result).items():
                 pooled[label].setdefault(key, []).extend(values)
     base_label, new_label = labels
-    print(f"\nmedians over {args.runs} runs per revision ({base_label} → {new_label}):")
+    lines = [f"medians over {args.runs} runs per revision ({base_label} → {new_label}):"]
+    medians = {}
     for key in pooled[base_label]:
         if key not in pooled[new_label]:
             continue
         before, after = statistics.median(pooled[base_label][key]), statistics.median(pooled[new_label][key])
         ratio = after / before if before else float("nan")
-        print(f"  {key:<50} {before:10.3f} → {after:10.3f}  ({ratio:.3f}×)")
+        medians[key] = {"baseline": before, "working_tree": after, "ratio": ratio}
+        lines.append(f"  {key:<50} {before:10.3f} → {after:10.3f}  ({ratio:.3f}×)")
+    print("\n" + "\n".join(lines))
     if args.out is not None:
-        atomic_write_text(args.out, json.dumps({"script": script, "runs": runs}, indent=1) + "\n")
+        body = "```\n" + "\n".join(lines) + "\n```"
+        h.write_results(
+            args.out, {"script": script, "runs": runs, "medians": medians}, body, command=args.command
+        )
 
 
 if __name__ == "__main__":

@@ -40,30 +40,19 @@ ready for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
-import os
-import platform
 import random
 import sys
 import time
 import types
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=REPO.parent / "shared" / "data",
-        help="folder holding pbc96/train and pbc96/val (default: %(default)s)",
-    )
+    p = h.parser(__file__, __doc__, out=h.RUNS / "robustness")
     p.add_argument("--recipes", nargs="+", default=["cpu", "robust"], help="Config presets to train")
     p.add_argument("--epochs", type=int, default=None, help="epochs per recipe (default: the preset's)")
     p.add_argument(
@@ -95,7 +84,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--recipes then names those folders",
     )
     p.add_argument("--batch-size", type=int, default=256, help="prediction batch size")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "robustness", help="output folder")
     p.add_argument("--verbose", type=int, default=2, help="Keras training output")
     return p.parse_args(argv)
 
@@ -103,25 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------
 # Data and training
 # ---------------------------------------------------------------------------------------------
-def load(data_dir: Path, limit: int | None, seed: int):
-    import numpy as np
-
-    import bloodcell as bc
-
-    root = data_dir / "pbc96"
-    if not (root / "train").is_dir() or not (root / "val").is_dir():
-        sys.exit(
-            f"No pbc96/train and pbc96/val under {data_dir}. Pass --data; see this script's docstring for where "
-            "to get the PBC dataset (Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1) and how to prepare it."
-        )
-    train, val = bc.datasets.load_folder(root / "train"), bc.datasets.load_folder(root / "val")
-    if limit:
-        rng = np.random.default_rng(seed)
-        train = train.subset(np.sort(rng.permutation(len(train))[:limit]))
-        val = val.subset(np.sort(rng.permutation(len(val))[:limit]))
-    return train, val
-
-
 def train_recipe(name: str, train, val, args: argparse.Namespace, out: Path):
     import keras
 
@@ -148,7 +117,9 @@ def train_recipe(name: str, train, val, args: argparse.Namespace, out: Path):
     start = time.perf_counter()
     history = trainer.fit(train, val, epochs=config.epochs).history
     seconds = time.perf_counter() - start
-    with bc._io.atomic_path(out / "model.keras") as tmp:
+    from bloodcell._io import atomic_path
+
+    with atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
     info = {
         "recipe": name,
@@ -294,7 +265,9 @@ def evaluate_medmnistc(model, val, args: argparse.Namespace, out: Path):
     )
     report.to_json(out / "medmnistc.json")
     report.to_csv(out / "medmnistc.csv")
-    bc._io.atomic_write_text(out / "medmnistc.md", report.to_markdown() + "\n")
+    from bloodcell._io import atomic_write_text
+
+    atomic_write_text(out / "medmnistc.md", report.to_markdown() + "\n")
     if kinds:
         report.plot(out / "medmnistc.png", title=f"MedMNIST-C blood corruptions · ratio {report.ratio:.2f}")
     return report, failed
@@ -303,9 +276,7 @@ def evaluate_medmnistc(model, val, args: argparse.Namespace, out: Path):
 # ---------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------
-def results_markdown(
-    results: list[dict], args: argparse.Namespace, command: str, n_train: int, n_val: int
-) -> str:
+def results_markdown(results: list[dict], args: argparse.Namespace, n_train: int, n_val: int) -> str:
     def pct(v):
         return "–" if v is None else f"{100 * v:.1f}"
 
@@ -318,10 +289,6 @@ def results_markdown(
     lines = [
         f"### Robustness under corruption: recipes {', '.join(args.recipes)} (pbc96/val)",
         "",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"load {os.getloadavg()[0]:.2f} at the end",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- Command: `{command}`",
         f"- Data: {n_train} training images, {n_val} validation images; corruption seed {args.seed}; "
         f"severities {', '.join(map(str, args.severities))}",
         f"- Predictions: {f'test-time augmentation {args.tta!r}' if args.tta else 'plain (no TTA)'}"
@@ -360,11 +327,11 @@ def results_markdown(
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     import bloodcell as bc
+    from bloodcell._io import atomic_write_text
 
-    command = "python benchmarks/robustness.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for name in args.recipes if args.models is None else ():  # fail before loading data
         bc.experiments.Config.preset(name)
-    train, val = load(args.data, args.limit, args.seed)
+    train, val = h.load_pbc96(args.data, limit=args.limit, seed=args.seed)
     print(f"train {len(train)} images, val {len(val)} images", flush=True)
     results = []
     for name in args.recipes:
@@ -408,17 +375,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             except ImportError as err:
                 print(f"  skipped: {err}", flush=True)
         results.append(info)
-        bc._io.atomic_write_text(out / "result.json", json.dumps(info, indent=1) + "\n")
-    table = results_markdown(results, args, command, len(train), len(val))
-    bc._io.atomic_write_text(args.out / "results.md", table + "\n")
-    bc._io.atomic_write_text(
-        args.out / "results.json",
-        json.dumps(
-            {"command": command, "results": [{k: v for k, v in r.items() if k != "config"} for r in results]},
-            indent=1,
-        )
-        + "\n",
-    )
+        atomic_write_text(out / "result.json", json.dumps(info, indent=1) + "\n")
+    table = results_markdown(results, args, len(train), len(val))
+    summary = [{k: v for k, v in r.items() if k != "config"} for r in results]
+    h.write_results(args.out, summary, table, command=args.command)
     print(table)
     return results
 

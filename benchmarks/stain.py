@@ -13,27 +13,19 @@ NumPy and inside a Keras model (the saved layer), and reports how far the two pa
 Usage::
 
     python benchmarks/stain.py                       # the table of docs/guide/stain_tta.rst
-    python benchmarks/stain.py --timing [--data PATH]
+    python benchmarks/stain.py --timing [--data PATH] [--out runs/stain]
 
 ``--data`` (for ``--timing``) defaults to ``<repo>/../shared/data`` and must hold ``pbc96/val``.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
-import time
 from pathlib import Path
 
+import _harness as h
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import bloodcell as bc  # noqa: E402
+import bloodcell as bc
 
 # (haematoxylin, eosin) scale of each re-stained set, as in the guide's table.
 SHIFTS = {
@@ -45,12 +37,12 @@ SHIFTS = {
 }
 
 
-def restain(images: np.ndarray, h: float, e: float) -> np.ndarray:
+def restain(images: np.ndarray, h_scale: float, e_scale: float) -> np.ndarray:
     """Scale the haematoxylin and eosin optical densities of uint8 RGB images."""
     from skimage.color import hed_from_rgb, rgb_from_hed
 
     od = -np.log((images.astype(np.float64) + 1.0) / 256.0)
-    hed = od @ hed_from_rgb * np.array([h, e, 1.0])
+    hed = od @ hed_from_rgb * np.array([h_scale, e_scale, 1.0])
     return np.clip(np.rint(256.0 * np.exp(-(hed @ rgb_from_hed)) - 1.0), 0, 255).astype(np.uint8)
 
 
@@ -77,8 +69,8 @@ def quality_table() -> str:
         "| images | as given | after Macenko | after Reinhard |",
         "|---|---:|---:|---:|",
     ]
-    for label, (h, e) in SHIFTS.items():
-        images = test if (h, e) == (1.0, 1.0) else restain(test, h, e)
+    for label, (h_scale, e_scale) in SHIFTS.items():
+        images = test if (h_scale, e_scale) == (1.0, 1.0) else restain(test, h_scale, e_scale)
         row = [distance(images, train.images)]
         row += [distance(n.transform(images), train.images) for n in normalizers.values()]
         lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
@@ -88,46 +80,42 @@ def quality_table() -> str:
 def timing(data_root: Path) -> str:
     import keras
 
-    val_root = data_root / "pbc96" / "val"
-    if not val_root.is_dir():
-        sys.exit(f"missing {val_root}: pass --data pointing at a folder holding pbc96/val.")
-    val = bc.datasets.load_folder(val_root, image_size=96, verbose=False)
+    (val,) = h.load_pbc96(data_root, "val", verbose=False)
     lines = []
     for method in ("macenko", "reinhard"):
         normalizer = bc.stain.make_normalizer(method, max_images=None)
-        start = time.perf_counter()
-        normalizer.fit(val.images[:1000])
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        numpy_out = normalizer.transform(val.images)
-        numpy_s = time.perf_counter() - start
+        fit_s = h.timed(normalizer.fit, val.images[:1000])
+        with h.Stopwatch() as watch:
+            numpy_out = normalizer.transform(val.images)
         inputs = keras.Input((96, 96, 3))
         model = keras.Model(inputs, normalizer.to_layer()(inputs))
-        ds = bc.datasets.to_tf_dataset(val, batch_size=64, shuffle=False).map(lambda x, y: x)
+        ds = bc.pipeline.to_tf_dataset(val, batch_size=64, shuffle=False).map(lambda x, y: x)
         model.predict(ds.take(1), verbose=0)  # trace once, outside the timing
-        start = time.perf_counter()
-        layer_out = model.predict(ds, verbose=0)
-        layer_s = time.perf_counter() - start
+        with h.Stopwatch() as layer_watch:
+            layer_out = model.predict(ds, verbose=0)
         diff = np.abs(layer_out - numpy_out.astype(np.float64))
         lines.append(
-            f"{method}: fit on 1,000 {fit_s:.2f} s; transform {len(val)} in NumPy {numpy_s:.2f} s, "
-            f"in a Keras model (batch 64) {layer_s:.2f} s; layer vs NumPy max |diff| {diff.max():.3f}, "
+            f"{method}: fit on 1,000 {fit_s:.2f} s; transform {len(val)} in NumPy {watch.wall:.2f} s, "
+            f"in a Keras model (batch 64) {layer_watch.wall:.2f} s; layer vs NumPy max |diff| {diff.max():.3f}, "
             f"mean {diff.mean():.4f} grey levels"
         )
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> str:
+    parser = h.parser(__file__, __doc__, data="pbc96/val (for --timing)")
     parser.add_argument("--timing", action="store_true", help="also time fit/transform on pbc96/val")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}\n")
-    print(quality_table())
+    args = parser.parse_args(argv)
+    print(h.markdown_header(h.environment(args.command)) + "\n")
+    text = quality_table()
+    print(text)
     if args.timing:
-        print()
-        print(timing(args.data))
+        timings = timing(args.data)
+        print("\n" + timings)
+        text += "\n\n" + timings
+    if args.out is not None:
+        h.write_results(args.out, {"table": text}, text, command=args.command)
+    return text
 
 
 if __name__ == "__main__":

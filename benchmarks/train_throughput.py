@@ -40,23 +40,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
-import math
 import os
-import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("bloodcell") is None:  # run from a clone without installing
-    sys.path.insert(0, str(REPO / "src"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _harness as h
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p = h.parser(__file__, __doc__, data="pbc96/train (else the bundled sample is used)", out_file=True)
     p.add_argument("--backbones", nargs="+", default=["efficientnetv2s", "mobilenetv3small"])
     p.add_argument(
         "--images",
@@ -110,63 +102,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="TensorFlow's ops run at once, for both sides (default: 0, TensorFlow's choice)",
     )
-    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return p.parse_args(argv)
 
 
 def images(data_dir: Path, n: int):
+    """``n`` images drawn from pbc96/train (or the bundled sample), in file order, and their source."""
     import numpy as np
 
-    import bloodcell as bc
-
-    folder = data_dir / "pbc96" / "train"
-    if folder.is_dir():
-        data = bc.datasets.load_folder(folder)
-        source = str(folder)
-    else:
-        data = bc.datasets.load_sample()
-        source = "bundled sample (pbc96/train not found)"
+    data, source = h.load_split_or_sample(data_dir, "train")
     rng = np.random.default_rng(0)
     pick = rng.choice(len(data), size=n, replace=n > len(data))
     return data.subset(np.sort(pick)), source
-
-
-class EpochTimes:
-    """A Keras callback recording each epoch's seconds, whole and from the end of batch ``skip`` on."""
-
-    def __new__(cls, skip: int = 0):
-        import keras
-
-        class _EpochTimes(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.seconds: list[float] = []  # whole epochs
-                self.steady: list[tuple[int, float]] = []  # (steps, seconds) after batch ``skip``
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - self._t)
-
-        class _StepTimes(_EpochTimes):
-            # Only when asked: a batch hook makes Keras call back into Python after every step.
-            def on_epoch_begin(self, epoch, logs=None):
-                super().on_epoch_begin(epoch, logs)
-                self._batch_ends: list[tuple[int, float]] = []
-
-            def on_train_batch_end(self, batch, logs=None):
-                # With steps_per_execution k, Keras calls this after every k-th batch, with its index.
-                self._batch_ends.append((batch, time.perf_counter()))
-
-            def on_epoch_end(self, epoch, logs=None):
-                super().on_epoch_end(epoch, logs)
-                ends = [(batch, t) for batch, t in self._batch_ends if batch >= skip - 1]
-                if len(ends) > 1:
-                    (first, start), (last, end) = ends[0], ends[-1]
-                    self.steady.append((last - first, end - start))
-
-        return _StepTimes() if skip else _EpochTimes()
 
 
 def build(backbone: str, seed: int = 0):
@@ -229,7 +175,7 @@ def baseline(backbone: str, data, batch_size: int, epochs: int, steps_per_execut
     import numpy as np
 
     model, x, y = plain_model(backbone, data, steps_per_execution)
-    timer = EpochTimes()
+    timer = h.epoch_timer()
     model.fit(x, y, batch_size=batch_size, epochs=epochs + 1, shuffle=True, callbacks=[timer], verbose=0)
     return len(data) / float(np.median(timer.seconds[1:]))  # whole batches only (see main)
 
@@ -239,7 +185,7 @@ def with_trainer(
 ) -> float:
     import numpy as np
 
-    timer = EpochTimes()
+    timer = h.epoch_timer()
     trainer = timed_trainer(backbone, batch_size, [timer], augment, steps_per_execution)
     trainer.fit(data, None, epochs=epochs + 1)
     return len(data) / float(np.median(timer.seconds[1:]))
@@ -265,7 +211,7 @@ def interleaved(
     import numpy as np
 
     plain, x, y = plain_model(backbone, data, baseline_steps_per_execution)
-    plain_timer, trainer_timer = EpochTimes(skip), EpochTimes(skip)
+    plain_timer, trainer_timer = h.epoch_timer(skip), h.epoch_timer(skip)
     done = []
 
     def baseline_epoch() -> None:
@@ -299,22 +245,6 @@ def interleaved(
         return float(np.median([steps * batch_size / seconds for steps, seconds in timer.steady[1:]]))
 
     return speed(plain_timer), speed(trainer_timer)
-
-
-def geometric_mean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
-def order_balanced(ratios: list[float]) -> float:
-    """Geometric mean of the two orders' geometric means (baseline first at list positions 0, 2, …).
-
-    If running second makes a side faster by a factor f, baseline-first rounds read r·f and
-    trainer-first rounds r/f; the balanced ratio gives r back.
-
-    >>> round(order_balanced([1.2, 0.8, 1.2, 0.8]), 3)
-    0.98
-    """
-    return math.sqrt(geometric_mean(ratios[0::2]) * geometric_mean(ratios[1::2]))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -388,9 +318,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         ),
                     ),
                 ]
-                if round_ % 2:
-                    runs.reverse()
-                for label, fn in runs:
+                for label, fn in (runs[i] for i in h.alternate([0, 1], round_)):
                     keras.backend.clear_session()
                     speed[label] = fn(backbone, data, args.batch_size, args.epochs)
             for label in ("baseline", "trainer"):
@@ -416,9 +344,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "inter_op_threads": args.inter_op_threads,
             "baseline_img_s": round(float(np.median(speeds["baseline"])), 1),
             "trainer_img_s": round(float(np.median(speeds["trainer"])), 1),
-            "ratio": round(order_balanced(ratios), 3),
-            "ratio_baseline_first": round(geometric_mean(ratios[0::2]), 3),
-            "ratio_trainer_first": round(geometric_mean(ratios[1::2]), 3),
+            "ratio": round(h.order_balanced(ratios), 3),
+            "ratio_baseline_first": round(h.geometric_mean(ratios[0::2]), 3),
+            "ratio_trainer_first": round(h.geometric_mean(ratios[1::2]), 3),
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "round_ratios": ratios,  # baseline first in rounds 1, 3, ...
@@ -431,15 +359,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row), flush=True)
         results.append(row)
     if args.out:
-        write_json(args.out, results)
+        h.write_results(args.out, results, markdown(results), command=args.command)
     return results
 
 
-def write_json(path: Path, results) -> None:
-    """Write the results as indented JSON, atomically (the folder is created)."""
-    from bloodcell._io import atomic_write_text  # bc._io exists only once something imported it
-
-    atomic_write_text(path, json.dumps(results, indent=1) + "\n")
+def markdown(results: list[dict]) -> str:
+    """One row per backbone: the medians, the order-balanced ratio and the ratio of each round."""
+    lines = [
+        "| backbone | images/epoch | baseline img/s | Trainer img/s | ratio (order-balanced) | rounds |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['backbone']} | {r['images_per_epoch']} | {r['baseline_img_s']} | {r['trainer_img_s']} | "
+            f"{r['ratio']} | {', '.join(map(str, r['round_ratios']))} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

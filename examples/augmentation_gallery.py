@@ -126,11 +126,11 @@ show(
 # %%
 # In a training pipeline
 # ----------------------
-# The same objects go to :func:`bloodcell.datasets.to_tf_dataset` (or ``Trainer(augment=...)``),
+# The same objects go to :func:`bloodcell.pipeline.to_tf_dataset` (or ``Trainer(augment=...)``),
 # which augments each batch inside ``tf.data`` with a seed per batch: reproducible, and different
 # from epoch to epoch. Images stay uint8 in memory; the batches come out as the model wants them.
 
-ds = bc.datasets.to_tf_dataset(data, batch_size=16, augment=augmix, shuffle=True, seed=0)
+ds = bc.pipeline.to_tf_dataset(data, batch_size=16, augment=augmix, shuffle=True, seed=0)
 images, labels = next(iter(ds))
 print("batch:", images.shape, images.dtype.name, "labels:", labels.numpy().tolist())
 

@@ -255,7 +255,7 @@ class _PlanProbe(AugMix):
 
 
 def test_pipeline_draws_fresh_ops_and_weights_per_image_and_per_batch(small_sample):
-    ds = bc.datasets.to_tf_dataset(small_sample, batch_size=8, augment=_PlanProbe(), seed=3)
+    ds = bc.pipeline.to_tf_dataset(small_sample, batch_size=8, augment=_PlanProbe(), seed=3)
     batches = [x.numpy().reshape(len(x), -1)[:, :13] for x, _ in ds]
     assert len(batches) == 2
     for codes in batches:
@@ -266,14 +266,14 @@ def test_pipeline_draws_fresh_ops_and_weights_per_image_and_per_batch(small_samp
     assert not np.array_equal(batches[0][:, :9], batches[1][:, :9])  # new draws for the next batch
     again = [
         x.numpy().reshape(len(x), -1)[:, :13]
-        for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=_PlanProbe(), seed=3)
+        for x, _ in bc.pipeline.to_tf_dataset(small_sample, 8, augment=_PlanProbe(), seed=3)
     ]
     np.testing.assert_array_equal(batches[0], again[0])  # and the same for the same seed
 
 
 def test_pipeline_augments_one_real_cell_differently_each_time(small_sample):
     idx = np.zeros(32, np.int64)  # the same basophil, 32 times
-    ds = bc.datasets.to_tf_dataset(small_sample, batch_size=16, augment=AugMix(), seed=0, indices=idx)
+    ds = bc.pipeline.to_tf_dataset(small_sample, batch_size=16, augment=AugMix(), seed=0, indices=idx)
     first, second = (x.numpy() for x, _ in ds)
     flat = first.reshape(16, -1)
     distances = np.abs(flat[:, None] - flat[None]).mean(-1)[~np.eye(16, dtype=bool)]
@@ -352,9 +352,9 @@ def test_random_geometric_rotates_by_any_angle_within_the_limit(cells):
 
 def test_compose_chains_our_and_keras_layers_reproducibly(small_sample):
     aug = Compose([RandomGeometric(), keras.layers.RandomContrast(0.3), lambda x: x * 0.5])
-    a = [x.numpy() for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=2)]
-    b = [x.numpy() for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=2)]
-    c = [x.numpy() for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=3)]
+    a = [x.numpy() for x, _ in bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=2)]
+    b = [x.numpy() for x, _ in bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=2)]
+    c = [x.numpy() for x, _ in bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=3)]
     np.testing.assert_array_equal(a[0], b[0])
     assert np.abs(a[0] - c[0]).mean() > 1.0
     assert a[0].max() <= 255 * 0.5 + 1e-3  # the callable ran last
@@ -364,8 +364,8 @@ def test_compose_with_mixup_needs_and_mixes_one_hot_labels(small_sample):
     aug = Compose([RandomGeometric(), keras.layers.MixUp(alpha=0.4)])
     assert aug.requires_one_hot
     with pytest.raises(ConfigurationError, match="one_hot=True"):
-        bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=0)
-    _, labels = next(iter(bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=0, one_hot=True)))
+        bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=0)
+    _, labels = next(iter(bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=0, one_hot=True)))
     labels = labels.numpy()
     np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-5)
     assert (labels.max(1) < 0.999).any()  # mixed rows
@@ -385,7 +385,7 @@ def test_compose_runs_randaugment_rotation_and_cutmix_unwrapped(small_sample):
         ]
     )
     assert aug.requires_one_hot
-    images, labels = next(iter(bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=0, one_hot=True)))
+    images, labels = next(iter(bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=0, one_hot=True)))
     assert images.shape == (8, 96, 96, 3) and images.dtype == tf.float32
     assert (labels.numpy().max(1) < 0.999).any()  # CutMix mixed the labels with the patches
     # RandomRotation draws from the pipeline's seed: reproducible without a seed of its own.

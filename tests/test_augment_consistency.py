@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 import bloodcell as bc
-from bloodcell.augment import AugMix, ConsistencyModel, MultiView, jensen_shannon
+from bloodcell.augment import AugMix, MultiView
 from bloodcell.errors import ConfigurationError, InvalidDataError
+from bloodcell.training.consistency import ConsistencyModel, jensen_shannon
 
 
 def paper_jsd(p_clean, p_aug1, p_aug2):
@@ -41,7 +42,7 @@ def test_jensen_shannon_matches_the_papers_formula():
 
 def test_multiview_stacks_the_clean_batch_and_fresh_views(small_sample):
     views = MultiView(AugMix(), num_views=2)
-    ds = bc.datasets.to_tf_dataset(small_sample, batch_size=8, augment=views, seed=0)
+    ds = bc.pipeline.to_tf_dataset(small_sample, batch_size=8, augment=views, seed=0)
     x, y = next(iter(ds))
     assert tuple(x.shape) == (8, 3, 96, 96, 3) and y.shape == (8,)
     np.testing.assert_array_equal(x[:, 0].numpy(), small_sample.images[:8].astype(np.float32))
@@ -67,7 +68,7 @@ def test_consistency_model_trains_with_ce_plus_12_jsd(small_sample):
         optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     views = MultiView(AugMix(), num_views=2)
-    train = bc.datasets.to_tf_dataset(small_sample, batch_size=8, augment=views, shuffle=True, seed=1)
+    train = bc.pipeline.to_tf_dataset(small_sample, batch_size=8, augment=views, shuffle=True, seed=1)
 
     # The loss of a step is CE on the clean view plus 12 × the mean JSD of the three views.
     x, y = next(iter(train))
@@ -83,7 +84,7 @@ def test_consistency_model_trains_with_ce_plus_12_jsd(small_sample):
     )  # the shared model learned
 
     history = wrapper.fit(
-        train, epochs=2, verbose=0, shuffle=False, validation_data=bc.datasets.to_tf_dataset(small_sample, 8)
+        train, epochs=2, verbose=0, shuffle=False, validation_data=bc.pipeline.to_tf_dataset(small_sample, 8)
     )
     assert set(history.history) == {"loss", "jsd", "accuracy", "val_loss", "val_accuracy"}
     assert all(np.isfinite(v).all() for v in history.history.values())

@@ -258,7 +258,7 @@ class _EveryOp:
 
 def test_every_op_draws_per_image_and_per_batch_in_a_pipeline(small_sample):
     idx = np.zeros(16, np.int64)  # the same basophil, 16 times
-    ds = bc.datasets.to_tf_dataset(small_sample, 8, augment=_EveryOp(), seed=0, indices=idx)
+    ds = bc.pipeline.to_tf_dataset(small_sample, 8, augment=_EveryOp(), seed=0, indices=idx)
     first, second = (x.numpy().reshape(8, 96, len(ROBUST_OPS), 96, 3) for x, _ in ds)
     for k, name in enumerate(ROBUST_OPS):
         distinct = len({im.tobytes() for im in first[:, :, k]})
@@ -366,7 +366,7 @@ def test_robust_applies_only_the_ops_given(cells):
 def test_robust_in_a_pipeline_and_a_saved_model(small_sample, tmp_path):
     aug = RobustAugment(severity=3, jit_compile=False)
     idx = np.zeros(16, np.int64)
-    ds = bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=1, indices=idx)
+    ds = bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=1, indices=idx)
     a = [x.numpy() for x, _ in ds]
     b = [x.numpy() for x, _ in ds]  # the next epoch draws anew
     assert np.abs(a[0] - b[0]).mean() > 1.0

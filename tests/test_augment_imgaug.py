@@ -38,7 +38,7 @@ def test_a_real_imgaug_pipeline_runs_seeded_in_tf_data(iaa, small_sample):
     aug = ImgaugAugmenter(real_pipeline(iaa))
 
     def run(seed):
-        return [x.numpy() for x, _ in bc.datasets.to_tf_dataset(small_sample, 8, augment=aug, seed=seed)]
+        return [x.numpy() for x, _ in bc.pipeline.to_tf_dataset(small_sample, 8, augment=aug, seed=seed)]
 
     a, b, c = run(4), run(4), run(5)
     assert a[0].shape == (8, 96, 96, 3) and a[0].dtype == np.float32

@@ -332,7 +332,7 @@ def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) ->
         model.fit(data.images, data.labels, validation_data=(scaled, data.labels), epochs=1, verbose=0)
     with pytest.warns(PixelRangeWarning):
         model.fit(
-            bc.datasets.to_tf_dataset(data, batch_size=8).map(lambda x, y: (x / 255.0, y)),
+            bc.pipeline.to_tf_dataset(data, batch_size=8).map(lambda x, y: (x / 255.0, y)),
             epochs=1,
             shuffle=False,
             verbose=0,
@@ -344,7 +344,7 @@ def test_unit_range_floats_warn_in_fit_with_arrays_and_datasets(small_sample) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error", PixelRangeWarning)
         model.fit(
-            bc.datasets.to_tf_dataset(data, batch_size=8), epochs=1, shuffle=False, verbose=0
+            bc.pipeline.to_tf_dataset(data, batch_size=8), epochs=1, shuffle=False, verbose=0
         )  # float 0-255
         uint8 = tf.data.Dataset.from_tensor_slices((data.images, data.labels)).batch(8)
         model.fit(uint8, epochs=1, shuffle=False, verbose=0)
@@ -511,6 +511,34 @@ def test_unfreeze_and_freeze_errors(v2s) -> None:
         freeze(v2s, first=10, layers=10)
     with pytest.raises(ConfigurationError, match="non-negative"):
         freeze(v2s, first=-1)
+
+
+@pytest.mark.parametrize(
+    ("value", "spec", "arguments"),
+    [
+        (None, None, None),
+        (False, None, None),
+        ("None", None, None),
+        (True, "all", {}),
+        (" all ", "all", {}),
+        (120, 120, {"first": 120}),
+        (np.int64(7), 7, {"first": 7}),
+        ("120", 120, {"first": 120}),
+        ({"layers": 220}, {"layers": 220}, {"layers": 220}),
+    ],
+)
+def test_one_reader_of_the_freeze_setting(value, spec, arguments) -> None:
+    from bloodcell.backbones.freezing import freeze_arguments, parse_freeze
+
+    assert parse_freeze(value) == spec and freeze_arguments(value) == arguments
+
+
+@pytest.mark.parametrize("value", [2.5, -1, "-1", "half", "1e2", object()])
+def test_freeze_setting_refuses_anything_else(value) -> None:
+    from bloodcell.backbones.freezing import parse_freeze
+
+    with pytest.raises(ConfigurationError, match=r"freeze must be None.*Received: freeze="):
+        parse_freeze(value)
 
 
 def test_unfreeze_after_keras_whole_model_freeze(tiny_backbone) -> None:

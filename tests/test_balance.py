@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bloodcell as bc
-from bloodcell.augment import balance
+from bloodcell.datasets import balance
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
 
 
@@ -32,7 +32,7 @@ def test_oversample_indices_keep_every_row_and_fill_each_class(unbalanced):
 
 def test_oversample_indices_feed_to_tf_dataset_without_copies(unbalanced):
     idx = balance.oversample_indices(unbalanced.labels, seed=0)
-    ds = bc.datasets.to_tf_dataset(unbalanced, batch_size=16, indices=idx)
+    ds = bc.pipeline.to_tf_dataset(unbalanced, batch_size=16, indices=idx)
     seen = np.concatenate([y.numpy() for _, y in ds])
     assert np.bincount(seen).tolist() == [10] * 8
 
@@ -158,7 +158,7 @@ def test_balancing_does_not_load_tensorflow():
 
     code = (
         "import sys, numpy as np\n"
-        "from bloodcell.augment import oversample_indices, class_weights\n"
+        "from bloodcell.datasets import oversample_indices, class_weights\n"
         "oversample_indices(np.array([0, 0, 1])); class_weights([0, 1])\n"
         "print('tensorflow' in sys.modules)\n"
     )

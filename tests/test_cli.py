@@ -272,7 +272,7 @@ def test_bad_model_file_and_top_k(trained, cell_folder, tmp_path, capsys):
     assert main(["evaluate", str(fake), "sample"]) == 2
     assert "is not a Keras model file" in _one_line_error(capsys)
     assert main(["predict", str(trained / "model.keras"), str(cell_folder), "--top-k", "9"]) == 2
-    assert "--top-k must lie in 1..8" in _one_line_error(capsys)
+    assert "--top-k must be an integer in [1, 8]. Received: --top-k=9." in _one_line_error(capsys)
     with pytest.raises(UnreadableFileError):  # --debug shows the real exception
         main(["evaluate", str(fake), "sample", "--debug"])
 

@@ -196,10 +196,14 @@ def test_run_writes_its_folder_and_is_not_redone(tiny_backbone, splits, tmp_path
         "result.json",
         "confusion_matrix.png",
         "training_curves.png",
+        "reliability.png",
         "train/fit/log.csv",
     ):
         assert (folder / name).exists(), name
     assert Config.from_json(folder / "config.json") == cfg
+    card = bc.models.model_card(folder / "model.keras")  # the saved model says how it was made
+    assert card["recipe"]["name"] == "tiny run" and card["recipe"]["config"] == cfg.to_dict()
+    assert card["data"]["train"]["n"] == len(train) and card["metrics"]["test"]["n"] == len(test)
     assert result.report.n == len(test) and len(result.history["loss"]) == 2
     model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
     np.testing.assert_allclose(

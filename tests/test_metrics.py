@@ -180,7 +180,7 @@ def test_evaluate_real_cells_with_keras_model(small_sample):
     _assert_same(report, direct)
     assert report.n == len(small_sample) == report.confusion_matrix.sum()
     # the same through a tf.data pipeline with one-hot labels
-    ds = bc.datasets.to_tf_dataset(small_sample, batch_size=4, one_hot=True)
+    ds = bc.pipeline.to_tf_dataset(small_sample, batch_size=4, one_hot=True)
     _assert_same(bc.metrics.evaluate(model, ds), direct)
     with pytest.raises(InvalidDtypeError):
         bc.evaluate(model, small_sample.images)

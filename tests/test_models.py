@@ -193,7 +193,7 @@ def _from_scratch_accuracy(train, val, *, batchnorm_momentum, epochs: int) -> fl
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    train_ds = bc.datasets.to_tf_dataset(train, batch_size=32, shuffle=True, seed=0)
+    train_ds = bc.pipeline.to_tf_dataset(train, batch_size=32, shuffle=True, seed=0)
     model.fit(train_ds, epochs=epochs, shuffle=False, verbose=0)  # the pipeline shuffles
     return float(model.evaluate(val.images, val.labels, verbose=0, return_dict=True)["accuracy"])
 

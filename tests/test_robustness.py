@@ -266,7 +266,9 @@ def test_plot_is_a_real_png(robustness_run, tmp_path):
 
 
 def test_progress_is_printed_per_kind(tiny_model, small_sample, capsys):
-    evaluate_robustness(tiny_model, small_sample[:8], kinds="jpeg,zoom_out", severities="2,4", verbose=True)
+    evaluate_robustness(
+        tiny_model, small_sample[:8], kinds=["jpeg", "zoom_out"], severities=[2, 4], verbose=True
+    )
     err = capsys.readouterr().err
     assert "clean: accuracy" in err and "[1/2] jpeg" in err and "[2/2] zoom_out" in err
 
@@ -291,7 +293,7 @@ def test_evaluate_robustness_rejects_bad_arguments(tiny_model, small_sample):
         evaluate_robustness(tiny_model, small_sample, kinds=["jpeg", "jpeg"], verbose=False)
     with pytest.raises(ConfigurationError, match="batch_size"):
         evaluate_robustness(tiny_model, small_sample, kinds=["jpeg"], batch_size=0, verbose=False)
-    with pytest.raises(InvalidDtypeError, match="Keras model"):
+    with pytest.raises(InvalidDtypeError, match="keras.Model"):
         evaluate_robustness(object(), small_sample, kinds=["jpeg"], verbose=False)
     with pytest.raises(InvalidDtypeError, match="BloodCellDataset"):
         evaluate_robustness(tiny_model, small_sample.images, kinds=["jpeg"], verbose=False)
@@ -332,3 +334,16 @@ def test_guide_lists_every_kind_with_its_parameters():
         assert lines[row + 1].strip() == f"- {spec.group}"
         assert lines[row + 2].strip() == f"- {spec.parameter}"
         assert lines[row + 3].strip() == "- " + ", ".join(f"{v:g}" for v in spec.values)
+
+
+def test_comma_strings_still_work_but_are_deprecated(tiny_model, small_sample):
+    with pytest.warns(DeprecationWarning, match="comma-separated"):
+        old = evaluate_robustness(
+            tiny_model, small_sample[:8], kinds="jpeg,gamma", severities=[2], verbose=False
+        )
+    with pytest.warns(DeprecationWarning, match="severities"):
+        evaluate_robustness(tiny_model, small_sample[:8], kinds="jpeg", severities="2,4", verbose=False)
+    new = evaluate_robustness(
+        tiny_model, small_sample[:8], kinds=["jpeg", "gamma"], severities=[2], verbose=False
+    )
+    assert {**old.to_dict(), "seconds": 0} == {**new.to_dict(), "seconds": 0}

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bloodcell.datasets import BloodCellDataset, to_tf_dataset
+from bloodcell.datasets import BloodCellDataset
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDtypeError
+from bloodcell.pipeline import to_tf_dataset
 
 
 def _labels(ds) -> np.ndarray:

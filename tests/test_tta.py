@@ -90,7 +90,7 @@ def test_array_dataset_tfdata_and_single_image_inputs_agree(small_sample, orient
     np.testing.assert_allclose(from_array, from_dataset, atol=1e-5)
     one = tta.predict(oriented, small_sample.images[3], "rot90")
     np.testing.assert_allclose(one, from_dataset[3:4], atol=1e-5)
-    ds = bc.datasets.to_tf_dataset(small_sample, batch_size=4)
+    ds = bc.pipeline.to_tf_dataset(small_sample, batch_size=4)
     np.testing.assert_allclose(tta.predict(oriented, ds, "rot90"), from_dataset, atol=1e-5)
 
 
@@ -127,7 +127,7 @@ def test_evaluate_and_trainer_use_tta(small_sample, oriented):
     np.testing.assert_allclose(report.y_prob, expected, atol=1e-5)
     plain = bc.evaluate(oriented, small_sample)
     assert np.abs(plain.y_prob - report.y_prob).max() > 1e-3
-    ds = bc.datasets.to_tf_dataset(small_sample, batch_size=6)
+    ds = bc.pipeline.to_tf_dataset(small_sample, batch_size=6)
     np.testing.assert_allclose(bc.evaluate(oriented, ds, tta="flips").y_prob, expected, atol=1e-5)
 
     trainer = bc.Trainer(oriented)

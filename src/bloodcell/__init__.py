@@ -24,6 +24,7 @@ _SUBMODULES = (
     "analysis",
     "augment",
     "backbones",
+    "calibration",
     "cells",
     "classes",
     "cli",
@@ -32,10 +33,15 @@ _SUBMODULES = (
     "experiments",
     "export",
     "heads",
+    "label_check",
     "metrics",
+    "modelcard",
     "models",
     "outliers",
+    "pipeline",
     "plots",
+    "prediction",
+    "rejection",
     "robustness",
     "stain",
     "training",
@@ -44,8 +50,12 @@ _SUBMODULES = (
 # Top-level names and the module that defines each.
 _ATTRIBUTES = {
     "build_classifier": "bloodcell.models",
+    "calibrate": "bloodcell.calibration.temperature",
+    "check_labels": "bloodcell.label_check",
     "Trainer": "bloodcell.training",
     "evaluate": "bloodcell.metrics",
+    "predict": "bloodcell.prediction",
+    "fit_rejector": "bloodcell.rejection",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs

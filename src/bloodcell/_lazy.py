@@ -1,7 +1,7 @@
 """Lazy package attributes (PEP 562): names load from their module on first use.
 
-Each package that keeps its import light (``bloodcell`` itself, ``augment``, ``backbones``,
-``training``) declares which module defines each public name and gets its ``__getattr__`` and
+Each package that keeps its import light (``bloodcell`` itself, ``adapt``, ``augment``,
+``backbones``, ``cells``, ``training``) declares which module defines each public name and gets its ``__getattr__`` and
 ``__dir__`` from :func:`lazy_exports`.
 
 Example:

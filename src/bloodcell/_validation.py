@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bloodcell.errors import ConfigurationError
@@ -172,13 +172,20 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     return value
 
 
-def suggest(value: Any, known: Iterable[str], *, n: int = 3, cutoff: float = 0.6) -> str:
+def suggest(value: Any, known: Iterable[str] | Mapping[str, str], *, n: int = 3, cutoff: float = 0.6) -> str:
     """The "did you mean" hint for an unknown name: ``" Did you mean 'a', 'b'?"``, or ``""``.
+
+    ``known`` may map spellings (aliases) to the names they stand for: ``value`` is matched
+    against the spellings and the hint shows the names, each once.
 
     >>> suggest("efficientnetv2", ["efficientnetv2s", "efficientnetv2m", "mobilenetv3small"])
     " Did you mean 'efficientnetv2s', 'efficientnetv2m'?"
+    >>> suggest("neutrophils", {"neutrophil": "neutrophil", "neutrophile": "neutrophil"})
+    " Did you mean 'neutrophil'?"
     >>> suggest("resnet", ["efficientnetv2s"])
     ''
     """
-    close = difflib.get_close_matches(str(value), [str(k) for k in known], n=n, cutoff=cutoff)
+    names = dict(known) if isinstance(known, Mapping) else {str(k): str(k) for k in known}
+    spellings = difflib.get_close_matches(str(value), [str(k) for k in names], n=len(names), cutoff=cutoff)
+    close = list(dict.fromkeys(names[s] for s in spellings))[:n]
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -15,10 +15,10 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from bloodcell._validation import suggest
 from bloodcell.errors import UnknownClassError
 
 __all__ = [
@@ -140,9 +140,8 @@ def normalize_class_name(name: str, class_names: Sequence[str] = CLASS_NAMES) ->
         alias = _ALIASES.get(candidate)
         if alias is not None and alias in class_names:
             return alias
-    known = sorted(set(canonical) | {k for k, v in _ALIASES.items() if v in class_names})
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    spellings = {k: v for k, v in _ALIASES.items() if v in class_names} | canonical
+    hint = suggest(key, spellings)
     raise UnknownClassError(
         f"unknown class name {name!r}.{hint} Known classes: {', '.join(class_names)}. "
         "Pass class_map={'your name': 'canonical name'} to map other names."

@@ -9,7 +9,7 @@ schedule, epochs) plus the data and a seed. Each run writes a folder::
         history.json     per-epoch loss, accuracy, learning rate (all phases)
         report.json      the test-set Report, predictions included
         model.keras      the trained model, without optimizer state (bloodcell.models.load_model)
-        confusion_matrix.png, training_curves.png
+        confusion_matrix.png, training_curves.png, reliability.png
         result.json      written last: its presence means the run finished
 
 A finished run is loaded, not redone; an interrupted one resumes from its last finished epoch.
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bloodcell._io import atomic_write_text
+from bloodcell._io import atomic_write_text, write_json
 from bloodcell._validation import check_int, check_seed
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError, UnknownNameError
@@ -207,10 +207,7 @@ class Config:
         return cls(**dict(data))
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            atomic_write_text(path, text + "\n")
-        return text
+        return write_json(self.to_dict(), path, sort_keys=True)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Config:
@@ -468,6 +465,7 @@ def run(
     report = bc.metrics.evaluate(model, test, batch_size=config.batch_size, tta=config.tta)
     seconds = time.perf_counter() - start
 
+    bc.models.set_model_card(model, **bc.models.training_card(config, train, val, test, report, name=name))
     bc.models.save_model(model, directory / "model.keras")
     atomic_write_text(directory / "history.json", json.dumps(trainer.history, indent=1) + "\n")
     report.to_json(directory / "report.json", include_predictions=True)
@@ -479,6 +477,9 @@ def run(
         )
         bc.plots.training_curves(
             trainer.history, directory / "training_curves.png", title=f"{name}, seed {seed}"
+        )
+        bc.plots.reliability_diagram(
+            report, directory / "reliability.png", title=f"{name}, seed {seed}: ECE {report.ece:.2%}"
         )
     atomic_write_text(
         directory / "result.json",

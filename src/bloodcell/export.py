@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -32,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_path
+from bloodcell._io import atomic_path, atomic_write_text, read_json_object
+from bloodcell._validation import check_choice, check_int
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
@@ -42,8 +44,11 @@ __all__ = [
     "SERVING_ENDPOINT",
     "UINT8_ENDPOINT",
     "TFLiteModel",
+    "CARD_FILE",
+    "card_path",
     "export",
     "load",
+    "read_card",
     "save",
     "to_savedmodel",
     "to_submission",
@@ -65,14 +70,43 @@ UINT8_ENDPOINT = "serve_uint8"
 
 _SAVEDMODEL_DIR = "saved_model"  # inside the submission zip
 
+#: The model card (:func:`bloodcell.models.model_card`: class names, input size, preprocessing,
+#: temperature, recipe, metrics) as JSON, written inside a SavedModel folder and beside a ``.tflite``.
+CARD_FILE = "card.json"
+
+
+def card_path(path: str | os.PathLike[str]) -> Path:
+    """Where the card of an export lies: ``<SavedModel>/card.json``, or ``model.card.json`` beside ``model.tflite``.
+
+    Example:
+        >>> card_path("out/model.tflite").as_posix()
+        'out/model.card.json'
+    """
+    path = Path(path).expanduser()
+    return path / CARD_FILE if path.is_dir() or not path.suffix else path.with_suffix(".card.json")
+
+
+def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model card written with a SavedModel or TFLite export (JSON only, no TensorFlow needed).
+
+    Raises:
+        DataFileNotFoundError: the export has no card (written by an older bloodcell, or moved alone).
+    """
+    card = card_path(path)
+    if not card.is_file():
+        raise DataFileNotFoundError(
+            f"No model card at {str(card)!r}: export the model again with bloodcell.export to write one."
+        )
+    return read_json_object(card)
+
+
+def _card_text(model: Any) -> str:
+    from bloodcell.modelcard import model_card
+
+    return json.dumps(model_card(model), indent=2) + "\n"
+
 
 # -- models in, paths out ------------------------------------------------------------------------
-def _as_model(model: Any) -> Any:
-    from bloodcell.models import as_model
-
-    return as_model(model)
-
-
 def _image_size(model: Any) -> tuple[int | None, int | None]:
     """(height, width) of a model taking one batch of RGB images; raises for any other model."""
     inputs = model.inputs
@@ -109,9 +143,9 @@ def save(model: Any, path: str | os.PathLike[str], *, include_optimizer: bool = 
         >>> bool(np.allclose(load(path)(images), model(images)))
         True
     """
-    from bloodcell.models import save_model
+    from bloodcell.models import as_model, save_model
 
-    return save_model(_as_model(model), path, include_optimizer=include_optimizer)
+    return save_model(as_model(model), path, include_optimizer=include_optimizer)
 
 
 def load(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
@@ -219,11 +253,14 @@ def to_savedmodel(model: Any, directory: str | os.PathLike[str]) -> Path:
         >>> bool(np.allclose(served.serve(images), model.predict(images, verbose=0)))
         True
     """
-    model = _as_model(model)
+    from bloodcell.models import as_model
+
+    model = as_model(model)
     directory = Path(directory).expanduser()
     _image_size(model)  # check before touching the disk
     with _atomic_directory(directory) as tmp:
         _write_savedmodel(model, tmp)
+        (tmp / CARD_FILE).write_text(_card_text(model), encoding="utf-8")
     return directory
 
 
@@ -262,9 +299,10 @@ def to_tflite(
     """
     import tensorflow as tf
 
-    if quantize not in QUANTIZATIONS:
-        raise ConfigurationError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
-    model = _as_model(model)
+    from bloodcell.models import as_model
+
+    check_choice(quantize, "quantize", QUANTIZATIONS)
+    model = as_model(model)
     path = Path(path).expanduser()
     _image_size(model)
     with tempfile.TemporaryDirectory(prefix="bloodcell-tflite-") as work:
@@ -278,6 +316,7 @@ def to_tflite(
         flatbuffer = converter.convert()
     with atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)
+    atomic_write_text(card_path(path), _card_text(model))
     return path
 
 
@@ -317,9 +356,7 @@ class TFLiteModel:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise DataFileNotFoundError(f"TFLite file {str(self.path)!r} does not exist.")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        self.batch_size = batch_size
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         with warnings.catch_warnings():  # TensorFlow's interpreter warns that it moved to LiteRT
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
             try:
@@ -344,6 +381,17 @@ class TFLiteModel:
     def num_classes(self) -> int:
         """Number of classes (the output's last axis)."""
         return int(self._output["shape"][-1])
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        """The model card written beside the file by :func:`to_tflite` (None if there is none)."""
+        return read_card(self.path) if card_path(self.path).is_file() else None
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class of each output, from the model card beside the file (None if there is none)."""
+        card = self.card
+        return tuple(card["class_names"]) if card and card.get("class_names") else None
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         if self._batch != len(images):
@@ -426,7 +474,7 @@ def to_submission(
     model: Any,
     path: str | os.PathLike[str],
     *,
-    class_names: tuple[str, ...] | list[str] = CLASS_NAMES,
+    class_names: tuple[str, ...] | list[str] | None = None,
     batch_size: int = 256,
 ) -> Path:
     """Write the AN2DL Codabench submission zip: ``model.py`` and the model as a SavedModel.
@@ -447,7 +495,8 @@ def to_submission(
     Args:
         model: A Keras model taking 96×96 RGB images (or any size: None), or a ``.keras`` path.
         path: The ``.zip`` file to write.
-        class_names: The class names written into ``model.py`` (``CLASS_NAMES``), for whoever reads it.
+        class_names: The class names written into ``model.py`` (``CLASS_NAMES``), for whoever reads
+            it; None: the class names of the model's card, else :data:`bloodcell.classes.CLASS_NAMES`.
         batch_size: Images per forward pass inside ``predict`` (bounds the grader's memory use).
 
     Returns:
@@ -462,10 +511,13 @@ def to_submission(
         ['model.py', 'saved_model/fingerprint.pb', 'saved_model/saved_model.pb']
     """
     import bloodcell
+    from bloodcell.models import as_model
 
-    model = _as_model(model)
+    model = as_model(model)
     path = Path(path).expanduser()
     height, width = _image_size(model)
+    if class_names is None:  # the AN2DL task's eight classes unless the model's card names its own
+        class_names = getattr(model, "class_names", None) or CLASS_NAMES
     if (height, width) not in {(96, 96), (None, None), (96, None), (None, 96)}:
         raise ConfigurationError(
             f"The AN2DL grader sends 96x96 images but model {model.name!r} takes {height}x{width}; "
@@ -475,8 +527,7 @@ def to_submission(
         raise ConfigurationError(
             f"The model predicts {model.outputs[0].shape[-1]} classes but class_names has {len(class_names)}."
         )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     source = _SUBMISSION_MODEL_PY.format(
         version=bloodcell.__version__,
         folder=_SAVEDMODEL_DIR,
@@ -529,6 +580,6 @@ def export(model: Any, path: str | os.PathLike[str], format: str = "keras", **op
     except TypeError:
         accepted = [p.name for p in inspect.signature(writer).parameters.values()][2:]
         raise ConfigurationError(
-            f"format={key!r} takes the options {accepted or 'none'}, got {sorted(options)}."
+            f"format={key!r} takes the options {accepted or 'none'}. Received: options={sorted(options)}."
         ) from None
     return writer(model, path, **options)

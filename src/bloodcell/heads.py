@@ -31,21 +31,20 @@ from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
 
+from bloodcell._validation import check_int, check_number, is_integer, received, suggest
 from bloodcell.errors import ConfigurationError, InvalidDtypeError, UnknownNameError
 
 __all__ = ["HEAD_PRESETS", "DenseStack", "HeadSpec", "Linear", "build_head", "get_head"]
 
 
 def _check_rate(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigurationError(f"{what} must be a number in [0, 1), got {value!r}.")
-    return float(value)
+    return check_number(value, what, low=0, high=1, high_open=True)  # type: ignore[return-value]
 
 
 def _check_momentum(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ConfigurationError(f"batchnorm_momentum must lie in (0, 1), got {value!r}.")
-    return float(value)
+    return check_number(  # type: ignore[return-value]
+        value, "batchnorm_momentum", low=0, high=1, low_open=True, high_open=True
+    )
 
 
 @dataclass(frozen=True)
@@ -124,9 +123,10 @@ class DenseStack:
     output_activation: str | None = "softmax"
 
     def __post_init__(self) -> None:
-        units = (self.units,) if isinstance(self.units, int) else tuple(self.units)
-        if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
-            raise ConfigurationError(f"units must be positive integers, got {self.units!r}.")
+        units = (self.units,) if is_integer(self.units) else tuple(self.units)
+        if not all(is_integer(u) and u >= 1 for u in units):
+            raise ConfigurationError(f"units must be positive integers. {received('units', self.units)}")
+        units = tuple(int(u) for u in units)
         object.__setattr__(self, "units", units)
         object.__setattr__(self, "dropout", _check_rate(self.dropout, "dropout"))
         if self.input_dropout is not None:
@@ -210,23 +210,19 @@ def get_head(name_or_spec: str | HeadSpec) -> HeadSpec:
         key = name_or_spec.strip().lower()
         if key in HEAD_PRESETS:
             return HEAD_PRESETS[key]
-        import difflib
-
-        close = difflib.get_close_matches(key, list(HEAD_PRESETS), n=2, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = suggest(key, list(HEAD_PRESETS), n=2, cutoff=0.5)
         raise UnknownNameError(
             f"Unknown head {name_or_spec!r}.{hint} Presets: {sorted(HEAD_PRESETS)}; or pass "
             "bloodcell.heads.DenseStack(...) / Linear(...)."
         )
     raise InvalidDtypeError(
-        f"A head is a preset name, Linear(...) or DenseStack(...), got {type(name_or_spec).__name__}."
+        "A head is a preset name, Linear(...) or DenseStack(...). "
+        f"Received: head={type(name_or_spec).__name__}."
     )
 
 
 def _check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ConfigurationError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
-    return num_classes
+    return check_int(num_classes, "num_classes", minimum=2)  # type: ignore[return-value]
 
 
 def build_head(name_or_spec: str | HeadSpec, num_classes: int, *, name: str = "head") -> Any:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_text, read_json_object
+from bloodcell._io import atomic_write_text, read_json_object, write_json
+from bloodcell._validation import check_choice, check_int, received
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
@@ -45,12 +45,16 @@ _METRIC_LABELS = {
     "f1_weighted": "F1 (weighted)",
     "roc_auc_ovr": "ROC-AUC (OvR)",
     "log_loss": "Log-loss",
+    "ece": "ECE",
+    "brier": "Brier score",
 }
+# Metrics added after reports were first saved: read as NaN from files without them.
+_LATER_METRICS = ("ece", "brier")
 
 
 def _is_fraction(metric: str) -> bool:
-    """Metrics in 0..1 (shown as percentages in tables); log-loss is not one."""
-    return metric != "log_loss"
+    """Metrics in 0..1 (shown as percentages in tables); log-loss and the Brier score are not."""
+    return metric not in ("log_loss", "brier")
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare reports with to_dict()
@@ -70,8 +74,15 @@ class Report:
         confusion_matrix: Counts (C × C, every class), rows = true class, columns = predicted class.
         roc_auc_ovr: Macro mean of the one-vs-rest ROC-AUC of each class present in the labels.
         log_loss: Cross-entropy of the predicted probabilities (natural log).
+        ece: Expected calibration error over 15 equal-width confidence bins
+            (:func:`bloodcell.calibration.expected_calibration_error`); 0 when every confidence
+            matches its accuracy.
+        brier: Multi-class Brier score (:func:`bloodcell.calibration.brier_score`), 0..2.
         absent_classes: The classes of ``class_names`` that no true label holds, in class order.
         y_true, y_prob: The labels and predicted probabilities the report was computed from.
+        coverage_accuracy: ``{"coverage", "accuracy", "threshold"}`` lists: the accuracy of the most
+            confident share of the images, from 1 % to 100 % of them
+            (:func:`bloodcell.rejection.coverage_accuracy_curve`); None in reports saved without it.
 
     Every average over classes (macro and weighted precision, recall and F1, balanced accuracy,
     ROC-AUC) runs over the classes present in the true labels, as scikit-learn does when given
@@ -104,8 +115,11 @@ class Report:
     roc_auc_ovr: float
     log_loss: float
     absent_classes: tuple[str, ...]
+    ece: float = math.nan
+    brier: float = math.nan
     y_true: np.ndarray | None = field(default=None, repr=False, compare=False)
     y_prob: np.ndarray | None = field(default=None, repr=False, compare=False)
+    coverage_accuracy: dict[str, list[float]] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -127,6 +141,8 @@ class Report:
                 table (e.g. logits from a model without a softmax).
         """
         from sklearn import metrics as skm
+
+        from bloodcell.rejection import coverage_accuracy_curve
 
         names = tuple(str(c) for c in class_names)
         prob = np.asarray(y_prob, dtype=np.float64)
@@ -182,6 +198,8 @@ class Report:
         with warnings.catch_warnings():  # predictions of a class absent from the labels are legitimate
             warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
             balanced = float(skm.balanced_accuracy_score(true, pred))
+        from bloodcell.calibration.scores import brier_score, expected_calibration_error
+
         pm, rm, fm = averaged("macro")
         pw, rw, fw = averaged("weighted")
         defined = aucs[~np.isnan(aucs)]
@@ -202,8 +220,11 @@ class Report:
             roc_auc_ovr=float(defined.mean()) if defined.size else math.nan,
             log_loss=float(skm.log_loss(true, prob, labels=labels)),
             absent_classes=tuple(name for k, name in enumerate(names) if support[k] == 0),
+            ece=expected_calibration_error(true, prob),
+            brier=brier_score(true, prob),
             y_true=true,
             y_prob=prob,
+            coverage_accuracy=coverage_accuracy_curve(true, prob),
         )
 
     # ------------------------------------------------------------------ views
@@ -229,11 +250,12 @@ class Report:
             what, cls_name = name.split(":", 1)
             if cls_name not in self.per_class or what not in self.per_class[cls_name]:
                 raise ConfigurationError(
-                    f"Unknown per-class metric {name!r}; use '<precision|recall|f1|roc_auc>:<class name>'."
+                    "A per-class metric is '<precision|recall|f1|roc_auc>:<class name>'. "
+                    f"{received('name', name)}"
                 )
             return float(self.per_class[cls_name][what])
         if name not in _METRIC_LABELS:
-            raise ConfigurationError(f"Unknown metric {name!r}; choose from {sorted(_METRIC_LABELS)}.")
+            check_choice(name, "name", sorted(_METRIC_LABELS))
         return float(getattr(self, name))
 
     # ------------------------------------------------------------------ serialisation
@@ -248,6 +270,8 @@ class Report:
             "confusion_matrix_normalized": np.round(self.confusion_matrix_normalized, 6).tolist(),
             "absent_classes": list(self.absent_classes),
         }
+        if self.coverage_accuracy is not None:
+            out["coverage_accuracy"] = self.coverage_accuracy
         if include_predictions and self.y_true is not None and self.y_prob is not None:
             out["y_true"] = self.y_true.tolist()
             out["y_prob"] = np.round(self.y_prob, 7).tolist()
@@ -255,10 +279,7 @@ class Report:
 
     def to_json(self, path: str | os.PathLike[str] | None = None, include_predictions: bool = False) -> str:
         """The report as JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(include_predictions), indent=2)
-        if path is not None:
-            atomic_write_text(path, text + "\n")
-        return text
+        return write_json(self.to_dict(include_predictions), path)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
@@ -278,12 +299,16 @@ class Report:
             report = cls(
                 class_names=class_names,
                 n=int(data["n"]),
-                **{name: _from_json_float(data[name]) for name in _METRIC_LABELS},
+                **{
+                    name: _from_json_float(data.get(name) if name in _LATER_METRICS else data[name])
+                    for name in _METRIC_LABELS
+                },
                 per_class=per_class,
                 confusion_matrix=np.asarray(data["confusion_matrix"], np.int64),
                 absent_classes=absent,
                 y_true=y_true,
                 y_prob=y_prob,
+                coverage_accuracy=_coverage_accuracy(data.get("coverage_accuracy")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidDataError(
@@ -314,6 +339,7 @@ class Report:
             f"  weighted  precision {self.precision_weighted:7.2%}  recall {self.recall_weighted:7.2%}  "
             f"F1 {self.f1_weighted:7.2%}",
             f"  ROC-AUC (one-vs-rest, macro) {self.roc_auc_ovr:.4f}    log-loss {self.log_loss:.4f}",
+            f"  calibration  ECE {self.ece:7.2%} (15 bins)    Brier score {self.brier:.4f}",
         ]
         if self.absent_classes:
             lines.append(
@@ -351,6 +377,12 @@ def _from_json_float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _coverage_accuracy(saved: Any) -> dict[str, list[float]] | None:
+    if saved is None:
+        return None
+    return {key: [float(v) for v in saved[key]] for key in ("coverage", "accuracy", "threshold")}
+
+
 def _as_indices(y: Any, num_classes: int) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == num_classes and num_classes > 1:
@@ -363,7 +395,7 @@ def _as_indices(y: Any, num_classes: int) -> np.ndarray:
         )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
-            raise InvalidDtypeError(f"Labels must be integer class indices, got dtype {arr.dtype}.")
+            raise InvalidDtypeError(f"Labels must be integer class indices. Received: dtype={arr.dtype}.")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
         raise InvalidDataError(f"Labels must lie in 0..{num_classes - 1}, got {arr.min()}..{arr.max()}.")
@@ -420,8 +452,10 @@ def evaluate(
         >>> report.n, report.confusion_matrix.shape
         (16, (8, 8))
     """
-    from bloodcell.datasets import BloodCellDataset, to_tf_dataset
+    from bloodcell.datasets import BloodCellDataset
+    from bloodcell.pipeline import to_tf_dataset
 
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     if isinstance(dataset, BloodCellDataset):
         dataset.check_not_empty("evaluate()")
         names = tuple(class_names) if class_names is not None else dataset.class_names
@@ -439,8 +473,8 @@ def evaluate(
 
     if not isinstance(dataset, tf.data.Dataset):
         raise InvalidDtypeError(
-            f"evaluate() takes a BloodCellDataset or a tf.data.Dataset of (images, labels), got "
-            f"{type(dataset).__name__}."
+            "evaluate() takes a BloodCellDataset or a tf.data.Dataset of (images, labels). "
+            f"Received: dataset={type(dataset).__name__}."
         )
     labels, probs = [], []
     for batch in dataset:

@@ -17,6 +17,7 @@ the inference model only, without the optimizer's state.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,11 +26,14 @@ from typing import Any
 import keras
 
 from bloodcell._keras_objects import register_keras_objects
+from bloodcell._validation import check_choice, received
 from bloodcell.backbones.factory import create
 from bloodcell.backbones.freezing import freeze as freeze_layers
+from bloodcell.backbones.freezing import freeze_arguments
 from bloodcell.backbones.imagemodel import ImageModel, find_backbone
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 from bloodcell.heads import DenseStack, HeadSpec, Linear, build_head
+from bloodcell.modelcard import model_card, set_model_card, training_card
 
 __all__ = [
     "Classifier",
@@ -38,7 +42,10 @@ __all__ = [
     "copy_model",
     "feature_extractor",
     "load_model",
+    "model_card",
     "save_model",
+    "set_model_card",
+    "training_card",
 ]
 
 _POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
@@ -53,8 +60,7 @@ def _pool(features: Any, pooling: str) -> Any:
             f"The backbone returns tensors of shape {tuple(features.shape)}; expected feature maps "
             "(N, h, w, D) or feature vectors (N, D)."
         )
-    if pooling not in _POOLING:
-        raise ConfigurationError(f"pooling must be one of {sorted(_POOLING)}, got {pooling!r}.")
+    check_choice(pooling, "pooling", sorted(_POOLING))
     return _POOLING[pooling](name="pooled")(features)
 
 
@@ -77,6 +83,8 @@ class Classifier(ImageModel):
         cell_crop: A :class:`~bloodcell.cells.CellCrop` (or its ``scale``: ``"image"``, ``"dataset"``,
             ``"none"``): each image is centred on its white cell and brought to PBC's scale first,
             and the crop is saved with the model; None: the images as they are.
+        card: Stored fields of its model card (class names, recipe, data, metrics...; see
+            :func:`bloodcell.models.model_card`), saved with the model.
         name: The model's name.
         **kwargs: Other ``keras.Model`` arguments.
 
@@ -100,11 +108,13 @@ class Classifier(ImageModel):
         pooling: str = "avg",
         stain_normalization: Any = None,
         cell_crop: Any = None,
+        card: Mapping[str, Any] | None = None,
         name: str = "classifier",
         **kwargs: Any,
     ) -> None:
         if args or "inputs" in kwargs:  # Keras rebuilding a saved functional graph
             super().__init__(*args, name=name, **kwargs)
+            self._card_json = json.dumps(dict(card or {}))
             return
         if backbone is None:
             raise ConfigurationError(
@@ -114,7 +124,7 @@ class Classifier(ImageModel):
             backbone = create(backbone)
         if not isinstance(backbone, keras.Model):
             raise InvalidDtypeError(
-                f"backbone must be a keras.Model or a registered name, got {type(backbone).__name__}."
+                f"backbone must be a keras.Model or a registered name. Received: backbone={type(backbone).__name__}."
             )
         if isinstance(head, (str, Linear, DenseStack)):
             head_layer = build_head(head, num_classes)
@@ -122,7 +132,7 @@ class Classifier(ImageModel):
             head_layer = head
         else:
             raise InvalidDtypeError(
-                f"head must be a preset name, Linear/DenseStack or a Keras layer, got {type(head).__name__}."
+                f"head must be a preset name, Linear/DenseStack or a Keras layer. Received: head={type(head).__name__}."
             )
         inputs = keras.Input(shape=tuple(backbone.inputs[0].shape[1:]), dtype="float32", name="pixels")
         pixels = inputs if cell_crop is None else _cell_crop_layer(cell_crop)(inputs)
@@ -131,9 +141,29 @@ class Classifier(ImageModel):
         outputs = head_layer(_pool(backbone(pixels), pooling))
         if outputs.shape[-1] != num_classes:
             raise ConfigurationError(
-                f"The head returns {outputs.shape[-1]} outputs per image but num_classes={num_classes}."
+                f"The head returns {outputs.shape[-1]} outputs per image; it must return num_classes. "
+                f"{received('num_classes', num_classes)}"
             )
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        # Kept as JSON text: plain values, copied on every read, and not tracked by Keras.
+        self._card_json = json.dumps(dict(card or {}))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.card:
+            config["card"] = self.card
+        return config
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The stored fields of its model card (a copy; set them with :func:`set_model_card`)."""
+        return json.loads(self._card_json)
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class of each output, when its card names them (None otherwise)."""
+        names = self.card.get("class_names")
+        return tuple(names) if names else None
 
     @property
     def backbone(self) -> Any:
@@ -146,7 +176,8 @@ class Classifier(ImageModel):
     @property
     def head(self) -> Any:
         """The head (a ``keras.Sequential`` for the bloodcell heads)."""
-        return self.layers[-1]
+        names = [layer.name for layer in self.layers]
+        return self.get_layer("head") if "head" in names else self.layers[-1]
 
     @property
     def num_classes(self) -> int:
@@ -163,7 +194,7 @@ def _stain_layer(stain_normalization: Any) -> Any:
         return stain_normalization.to_layer()
     raise InvalidDtypeError(
         "stain_normalization must be a fitted bloodcell.stain.MacenkoNormalizer/ReinhardNormalizer, its "
-        f"StainNormalization layer, or None; got {type(stain_normalization).__name__}."
+        f"StainNormalization layer, or None. Received: stain_normalization={type(stain_normalization).__name__}."
     )
 
 
@@ -177,21 +208,6 @@ def _cell_crop_layer(cell_crop: Any) -> Any:
     raise InvalidDtypeError(
         f"cell_crop must be a bloodcell.cells.CellCrop, one of {list(SCALES)} or None. "
         f"Received: cell_crop={cell_crop!r}."
-    )
-
-
-def _freeze_kwargs(freeze: Any) -> dict[str, Any] | None:
-    if freeze is None or freeze is False:
-        return None
-    if freeze is True or freeze == "all":
-        return {}
-    if isinstance(freeze, int) and not isinstance(freeze, bool):
-        return {"first": freeze}
-    if isinstance(freeze, Mapping):
-        return dict(freeze)
-    raise ConfigurationError(
-        f"freeze must be None, an integer (the first N Conv2D/DepthwiseConv2D layers), 'all', or a dict of "
-        f"bloodcell.backbones.freeze() arguments such as {{'layers': 220}}; got {freeze!r}."
     )
 
 
@@ -255,7 +271,7 @@ def build_classifier(
         >>> model.output_shape, bc.backbones.trainable_summary(model).frozen_conv_layers
         ((None, 8), 10)
     """
-    freeze_args = _freeze_kwargs(freeze)
+    freeze_args = freeze_arguments(freeze)
     if isinstance(backbone, str):
         backbone_model = create(
             backbone,
@@ -267,7 +283,9 @@ def build_classifier(
     elif isinstance(backbone, keras.Model):
         backbone_model = backbone
     else:
-        raise InvalidDtypeError(f"backbone must be a name or a keras.Model, got {type(backbone).__name__}.")
+        raise InvalidDtypeError(
+            f"backbone must be a name or a keras.Model. Received: backbone={type(backbone).__name__}."
+        )
     if freeze_args is not None:
         freeze_args.setdefault("train_batchnorm", train_batchnorm)
         freeze_layers(backbone_model, **freeze_args)
@@ -324,12 +342,13 @@ def feature_extractor(
     model = model_or_backbone_name
     if not isinstance(model, keras.Model):
         raise InvalidDtypeError(
-            f"feature_extractor() takes a backbone name or a keras.Model, got {type(model).__name__}."
+            "feature_extractor() takes a backbone name or a keras.Model. "
+            f"Received: model_or_backbone_name={type(model).__name__}."
         )
     if input_shape is not None and tuple(model.inputs[0].shape[1:]) != tuple(input_shape):
         raise ConfigurationError(
-            f"input_shape={tuple(input_shape)} but the model takes {tuple(model.inputs[0].shape[1:])}; "
-            "leave input_shape=None for a model."
+            f"input_shape must be None or the model's own {tuple(model.inputs[0].shape[1:])}. "
+            f"{received('input_shape', tuple(input_shape))}"
         )
     names = {sub.name for sub in model.layers}
     if "pooled" not in names and "head" not in names:  # a backbone (or any feature-map model)

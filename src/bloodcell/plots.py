@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from bloodcell._io import atomic_path
-from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
+from bloodcell._validation import check_choice, check_int, check_seed
+from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
 __all__: list[str] = ["augmentation_grid", "outlier_gallery"]
 
@@ -81,8 +82,6 @@ def confusion_matrix(
     """
     import numpy as np
 
-    from bloodcell.errors import InvalidDataError
-
     if hasattr(report, "confusion_matrix") and hasattr(report, "class_names"):
         counts = np.asarray(report.confusion_matrix)
         names = list(class_names or report.class_names)
@@ -124,11 +123,109 @@ def confusion_matrix(
     return _save(fig, path, dpi)
 
 
+__all__ += ["reliability_diagram"]
+
+
+def reliability_diagram(
+    report_or_probs: Any,
+    path: str | os.PathLike[str],
+    *,
+    y_true: Any = None,
+    bins: int = 15,
+    title: str | None = None,
+    dpi: int = 150,
+) -> Path:
+    """Reliability diagram: accuracy against confidence in equal-width bins, above a histogram of confidences.
+
+    A calibrated model's bars reach the diagonal: of the cells it labels with confidence 0.9, nine
+    in ten are right. Bars below the diagonal mean over-confidence (the usual case for a network
+    before :func:`bloodcell.calibrate`); the red part of each bar is the gap. The lower panel shows
+    how many predictions fall in each bin, so a wide gap in an almost empty bin is read as such.
+
+    Args:
+        report_or_probs: A :class:`bloodcell.metrics.Report` holding its predictions (from
+            :func:`bloodcell.evaluate`), or predicted probabilities (N, C) with ``y_true``.
+        path: The PNG file to write.
+        y_true: Integer class indices (N,), for probabilities.
+        bins: Number of equal-width confidence bins (15, as the ECE of the report).
+        title: Figure title; default: the ECE and the number of images.
+        dpi: Resolution of the PNG.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+        >>> reliability_diagram(probs, os.path.join(tempfile.mkdtemp(), "rel.png"), y_true=[0, 1, 1]).suffix
+        '.png'
+    """
+    from bloodcell.calibration.scores import expected_calibration_error, reliability_bins
+
+    if hasattr(report_or_probs, "y_prob") and hasattr(report_or_probs, "y_true"):
+        if report_or_probs.y_prob is None or report_or_probs.y_true is None:
+            raise InvalidDataError(
+                "reliability_diagram() needs the report's predictions; this report was loaded without "
+                "them: save reports with to_json(include_predictions=True)."
+            )
+        if y_true is not None:
+            raise ConfigurationError("Give y_true only with probabilities; a report holds its own labels.")
+        labels, probs = report_or_probs.y_true, report_or_probs.y_prob
+    else:
+        if y_true is None:
+            raise ConfigurationError(
+                "reliability_diagram() takes a Report, or probabilities (N, C) with y_true=(N,) labels."
+            )
+        labels, probs = np.asarray(y_true), np.asarray(report_or_probs, dtype=np.float64)
+    table = reliability_bins(labels, probs, bins)
+    ece = expected_calibration_error(labels, probs, bins)
+    centres = (table.edges[:-1] + table.edges[1:]) / 2
+    width = table.edges[1] - table.edges[0]
+    filled = table.count > 0
+
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5.0, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated")
+    top.bar(
+        centres[filled],
+        table.accuracy[filled],
+        width=width,
+        color="#4c72b0",
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy",
+    )
+    gap_low = np.minimum(table.accuracy[filled], table.confidence[filled])
+    gap = np.abs(table.accuracy[filled] - table.confidence[filled])
+    top.bar(
+        centres[filled],
+        gap,
+        bottom=gap_low,
+        width=width,
+        color="#dd8452",
+        alpha=0.6,
+        edgecolor="#c44e52",
+        linewidth=0.5,
+        label="gap to mean confidence",
+    )
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centres, table.count, width=width, color="grey", edgecolor="black", linewidth=0.5)
+    bottom.set_xlabel("confidence (top probability)")
+    bottom.set_ylabel("images")
+    top.set_title(
+        title if title is not None else f"ECE {ece:.2%} ({bins} bins) · n = {len(labels)}", fontsize=10
+    )
+    return _save(fig, path, dpi)
+
+
 def _history_dict(history: Any) -> dict[str, list[float]]:
     """Accept a Keras History, a dict of lists, or a CSV log / JSON history file."""
     import csv
-
-    from bloodcell.errors import DataFileNotFoundError, InvalidDataError
 
     if hasattr(history, "history") and isinstance(history.history, Mapping):
         history = history.history
@@ -247,10 +344,7 @@ def per_class_f1(
     """
     import numpy as np
 
-    from bloodcell.errors import ConfigurationError, InvalidDtypeError
-
-    if metric not in ("f1", "precision", "recall", "roc_auc"):
-        raise ConfigurationError(f"metric must be 'f1', 'precision', 'recall' or 'roc_auc', got {metric!r}.")
+    check_choice(metric, "metric", ("f1", "precision", "recall", "roc_auc"))
     group = dict(reports) if isinstance(reports, Mapping) else {"": reports}
     for name, r in group.items():
         if not hasattr(r, "per_class"):
@@ -283,6 +377,72 @@ def per_class_f1(
             frameon=False,
         )
     ax.set_title(title or f"per-class {ax.get_xlabel()}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+__all__ += ["coverage_accuracy"]
+
+
+def coverage_accuracy(
+    reports: Any,
+    path: str | os.PathLike[str],
+    *,
+    mark: float | None = 0.95,
+    title: str | None = None,
+    dpi: int = 150,
+) -> Path:
+    """Accuracy of the accepted cells against coverage (the share accepted), one line per model.
+
+    Reading right to left: how much accuracy is gained by leaving the least confident cells to
+    the haematologist (see :mod:`bloodcell.rejection`).
+
+    Args:
+        reports: A :class:`bloodcell.metrics.Report`, or ``{name: Report}`` to compare models.
+        path: The PNG file to write.
+        mark: A coverage to mark with a vertical line and the accuracy there (None: no mark).
+        title: Figure title.
+        dpi: Resolution of the PNG.
+
+    Example:
+        >>> import tempfile, numpy as np, bloodcell as bc
+        >>> report = bc.metrics.Report.from_predictions([0, 1, 1], np.eye(2)[[0, 1, 0]] * 0.8 + 0.1,
+        ...                                             class_names=("a", "b"))
+        >>> coverage_accuracy(report, tempfile.mkdtemp() + "/c.png").name
+        'c.png'
+    """
+    group = dict(reports) if isinstance(reports, Mapping) else {"": reports}
+    for name, r in group.items():
+        if getattr(r, "coverage_accuracy", None) is None:
+            raise InvalidDtypeError(
+                f"coverage_accuracy() takes Reports with a coverage-accuracy curve; {name or 'the argument'} "
+                f"is a {type(r).__name__} without one (reports saved by older versions lack it: evaluate again)."
+            )
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, r in group.items():
+        curve = r.coverage_accuracy
+        line = ax.plot(curve["coverage"], curve["accuracy"], label=label or None)[0]
+        if mark is not None:
+            k = int(np.argmin(np.abs(np.asarray(curve["coverage"]) - mark)))
+            ax.annotate(
+                f"{curve['accuracy'][k]:.1%}",
+                (curve["coverage"][k], curve["accuracy"][k]),
+                textcoords="offset points",
+                xytext=(-4, 6),
+                ha="right",
+                fontsize=8,
+                color=line.get_color(),
+            )
+    if mark is not None:
+        ax.axvline(mark, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0, 1.01)
+    ax.set_xlabel("coverage (share of cells accepted)")
+    ax.set_ylabel("accuracy of accepted cells")
+    ax.grid(alpha=0.3)
+    if len(group) > 1:
+        ax.legend(fontsize=8)
+    ax.set_title(title or "coverage vs accuracy", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
@@ -321,9 +481,9 @@ def outlier_gallery(
         'g.png'
     """
     plt = _pyplot()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, allow_none=True))
     rows = [(r, np.asarray(idx, np.int64)) for r, idx in by_reason.items() if len(idx)]
-    n_rows, n_cols = max(len(rows), 1), max(int(per_reason), 1)
+    n_rows, n_cols = max(len(rows), 1), check_int(per_reason, "per_reason", minimum=1)
     fig = plt.figure(figsize=(1.45 * n_cols, 1.95 * n_rows), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(n_rows, 1))
     if not rows:
@@ -399,13 +559,13 @@ def augmentation_grid(
 
     if not isinstance(dataset, BloodCellDataset):
         raise InvalidDtypeError(
-            f"augmentation_grid() takes a BloodCellDataset, got {type(dataset).__name__}."
+            f"augmentation_grid() takes a BloodCellDataset. Received: dataset={type(dataset).__name__}."
         )
     dataset.check_not_empty("augmentation_grid()")
-    for name, value in (("n_images", n_images), ("n_augmentations", n_augmentations), ("dpi", dpi)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"{name} must be a positive integer, got {value!r}.")
-    rng = np.random.default_rng(seed)
+    n_images = check_int(n_images, "n_images", minimum=1)
+    n_augmentations = check_int(n_augmentations, "n_augmentations", minimum=1)
+    dpi = check_int(dpi, "dpi", minimum=1)
+    rng = np.random.default_rng(check_seed(seed))
     rows = _pick_rows(np.asarray(dataset.labels), n_images, dataset.num_classes, rng)
     originals = dataset.images[rows]
     images = tf.constant(originals, tf.float32)
@@ -442,6 +602,44 @@ def augmentation_grid(
     fig.suptitle(textwrap.fill(text, width=int(18 * n_cols)), fontsize=8)
     fig.tight_layout()
     return _save(fig, path, dpi, tight=False)
+
+
+def label_gallery(
+    dataset: Any,
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    columns: int = 8,
+    dpi: int = 100,
+) -> Path:
+    """A PNG of suspect labels: each image titled with its position, given label and suggested class.
+
+    Args:
+        dataset: The :class:`~bloodcell.datasets.BloodCellDataset` the rows point into.
+        rows: Dicts with ``position``, ``given`` and ``suggested`` (e.g. :meth:`bloodcell.label_check.LabelCheck.rows`).
+        path: Where to write the PNG.
+        columns: Images per row.
+        dpi: Resolution.
+
+    Example:
+        >>> import tempfile, bloodcell as bc
+        >>> data = bc.datasets.load_sample(per_class=2)
+        >>> rows = [{"position": 0, "given": "basophil", "suggested": "neutrophil"}]
+        >>> label_gallery(data, rows, tempfile.mkdtemp() + "/labels.png").name
+        'labels.png'
+    """
+    plt = _pyplot()
+    n_cols = max(1, min(check_int(columns, "columns", minimum=1), len(rows) or 1))
+    n_rows = max(1, -(-len(rows) // n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.9 * n_rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not rows:
+        axes[0, 0].set_title("no suspect label", fontsize=9)
+    for ax, row in zip(axes.ravel(), rows):
+        ax.imshow(dataset.images[int(row["position"])], interpolation="nearest")
+        ax.set_title(f"#{row['position']} {row['given']}\n→ {row['suggested']}?", fontsize=7)
+    return _save(fig, path, dpi)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bloodcell._validation import check_choice, check_int, received
 from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
 __all__ = ["TRANSFORMS", "GROUPS", "resolve", "predict", "predict_on_batch"]
@@ -115,25 +116,26 @@ def resolve(tta: str | Sequence[str | Transform] | None) -> list[tuple[str, Tran
         key = tta.lower()
         if key not in GROUPS:
             raise ConfigurationError(
-                f"Unknown tta={tta!r}; use one of {sorted(GROUPS)}, None, or a list of transforms from "
-                f"{list(TRANSFORMS)} (or callables on image batches)."
+                f"tta must be one of {sorted(GROUPS)}, None, or a list of transforms from "
+                f"{list(TRANSFORMS)} (or callables on image batches). {received('tta', tta)}"
             )
         return [(name, TRANSFORMS[name]) for name in GROUPS[key]]
     if not isinstance(tta, Sequence) or len(tta) == 0:
         raise ConfigurationError(
-            f"tta must be a group name {sorted(GROUPS)}, None, or a non-empty list of transforms; got {tta!r}."
+            f"tta must be a group name {sorted(GROUPS)}, None, or a non-empty list of transforms. "
+            f"{received('tta', tta)}"
         )
     pairs = []
-    for item in tta:
+    for i, item in enumerate(tta):
         if isinstance(item, str):
-            if item not in TRANSFORMS:
-                raise ConfigurationError(f"Unknown TTA transform {item!r}; choose from {list(TRANSFORMS)}.")
+            check_choice(item, f"tta[{i}]", tuple(TRANSFORMS))
             pairs.append((item, TRANSFORMS[item]))
         elif callable(item):
             pairs.append((getattr(item, "__name__", type(item).__name__), item))
         else:
             raise ConfigurationError(
-                f"TTA transforms are names from {list(TRANSFORMS)} or callables; got {type(item).__name__}."
+                f"tta[{i}] must be a transform name from {list(TRANSFORMS)} or a callable. "
+                f"Received: tta[{i}]={type(item).__name__}."
             )
     return pairs
 
@@ -151,7 +153,8 @@ def _image_pipeline(data: Any, batch_size: int) -> tuple[Any, Any]:
     """A ``tf.data.Dataset`` of float image batches, and the image (height, width)."""
     import tensorflow as tf
 
-    from bloodcell.datasets import BloodCellDataset, as_images, to_tf_dataset
+    from bloodcell.datasets import BloodCellDataset, as_images
+    from bloodcell.pipeline import to_tf_dataset
 
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
@@ -203,10 +206,9 @@ def predict(
     Raises:
         ConfigurationError: an unknown ``tta``, or rotations of non-square images.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     pairs = resolve(tta)
-    pipeline, (height, width) = _image_pipeline(data, int(batch_size))
+    pipeline, (height, width) = _image_pipeline(data, batch_size)
     _check_square(pairs, height, width)
     total: np.ndarray | None = None
     for _, transform in pairs:

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._validation import check_int, check_positive, check_seed, received
+from bloodcell._validation import check_choice, check_int, check_positive, check_seed
 from bloodcell.datasets.core import BloodCellDataset, concat
-from bloodcell.errors import ConfigurationError, EmptyDatasetError, InvalidDataError, InvalidDtypeError
+from bloodcell.errors import EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
 __all__ = ["TRAINABLE", "few_shot", "sample_support"]
 
@@ -155,10 +155,7 @@ def few_shot(
             f"few_shot() takes the support set as a BloodCellDataset. Received: support={type(support).__name__}."
         )
     support.check_not_empty("few_shot()")
-    if train not in TRAINABLE:
-        raise ConfigurationError(
-            f"train must be one of {', '.join(map(repr, TRAINABLE))}. {received('train', train)}"
-        )
+    check_choice(train, "train", TRAINABLE)
     check_int(epochs, "epochs", minimum=1)
     check_positive(learning_rate, "learning_rate")
     seed = check_seed(seed)

@@ -32,7 +32,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from bloodcell._validation import check_int, check_positive, check_seed, received
+from bloodcell._validation import check_choice, check_int, check_positive, check_seed, received
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, EmptyDatasetError
 
@@ -266,10 +266,7 @@ def adapt(
     Returns:
         A new, uncompiled model.
     """
-    if method not in METHODS:
-        raise ConfigurationError(
-            f"method must be one of {', '.join(map(repr, sorted(METHODS)))}. {received('method', method)}"
-        )
+    check_choice(method, "method", sorted(METHODS))
     if cell_scale is None:
         cell_scale = any(crop.scale == "dataset" for crop in _cell_crops(model))
     if cell_scale:

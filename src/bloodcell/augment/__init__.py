@@ -1,15 +1,17 @@
-"""Augmentation and class balancing: AugMix, geometric, lab-shift and imgaug augmenters, oversampling, SMOTE.
+"""Augmentation: image-to-image layers only: AugMix and its primitive ops, geometric, lab-shift and imgaug augmenters.
 
 Every augmenter works in three places: in a ``tf.data`` pipeline built by
-:func:`bloodcell.datasets.to_tf_dataset` (which passes an explicit per-batch seed), inside a Keras
+:func:`bloodcell.pipeline.to_tf_dataset` (which passes an explicit per-batch seed), inside a Keras
 model as a layer (active only in training), and on its own as ``aug(images)``.
 
-Names load on first use, so the balancing functions work without importing TensorFlow.
+Class balancing now lives in :mod:`bloodcell.datasets.balance` and consistency training in
+:mod:`bloodcell.training.consistency`; their old names here still work for one release, with a
+:class:`DeprecationWarning`.
 
 Example:
     >>> import bloodcell as bc
     >>> data = bc.datasets.load_sample(per_class=4)
-    >>> ds = bc.datasets.to_tf_dataset(data, batch_size=8, augment=bc.augment.AugMix(), seed=0)
+    >>> ds = bc.pipeline.to_tf_dataset(data, batch_size=8, augment=bc.augment.AugMix(), seed=0)
     >>> images, labels = next(iter(ds))
     >>> images.shape
     TensorShape([8, 96, 96, 3])
@@ -17,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from bloodcell._deprecation import moved_names
 from bloodcell._lazy import lazy_exports
 
 # Public names and the module that defines each (PEP 562 lazy loading).
@@ -30,9 +33,7 @@ _ATTRIBUTES = {
     "RandomGeometric": "bloodcell.augment.geometric",
     "ImgaugAugmenter": "bloodcell.augment.imgaug_adapter",
     "import_imgaug": "bloodcell._compat.imgaug",
-    "MultiView": "bloodcell.augment.consistency",
-    "ConsistencyModel": "bloodcell.augment.consistency",
-    "jensen_shannon": "bloodcell.augment.consistency",
+    "MultiView": "bloodcell.augment.multiview",
     "DomainAugmenter": "bloodcell.augment.domain",
     "RandomStain": "bloodcell.augment.color",
     "RandomColor": "bloodcell.augment.color",
@@ -50,20 +51,24 @@ _ATTRIBUTES = {
     "RobustAugment": "bloodcell.augment.presets",
     "ROBUST_OPS": "bloodcell.augment.presets",
     "preset": "bloodcell.augment.presets",
-    "oversample": "bloodcell.augment.balance",
-    "oversample_indices": "bloodcell.augment.balance",
-    "undersample": "bloodcell.augment.balance",
-    "undersample_indices": "bloodcell.augment.balance",
-    "smote": "bloodcell.augment.balance",
-    "class_weights": "bloodcell.augment.balance",
+}
+# Names that moved out of augment: served for one release with a DeprecationWarning.
+_MOVED = {
+    "oversample": "bloodcell.datasets.balance",
+    "oversample_indices": "bloodcell.datasets.balance",
+    "undersample": "bloodcell.datasets.balance",
+    "undersample_indices": "bloodcell.datasets.balance",
+    "smote": "bloodcell.datasets.balance",
+    "class_weights": "bloodcell.datasets.balance",
+    "ConsistencyModel": "bloodcell.training.consistency",
+    "jensen_shannon": "bloodcell.training.consistency",
 }
 _SUBMODULES = (
     "ops",
-    "balance",
     "base",
     "augmix",
     "geometric",
-    "consistency",
+    "multiview",
     "imgaug_adapter",
     "domain",
     "color",
@@ -76,4 +81,6 @@ _SUBMODULES = (
 __all__ = sorted(_ATTRIBUTES) + list(_SUBMODULES)
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _ATTRIBUTES, _SUBMODULES)
+# The old modules ``balance`` and ``consistency`` are shims that warn on use.
+__getattr__, __dir__ = lazy_exports(__name__, _ATTRIBUTES, (*_SUBMODULES, "balance", "consistency"))
+__getattr__ = moved_names(__name__, _MOVED, __getattr__)

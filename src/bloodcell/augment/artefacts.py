@@ -32,9 +32,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bloodcell._validation import check_int, check_number
 from bloodcell.augment.base import split_seed
-from bloodcell.augment.color import STAIN_VECTORS
-from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
+from bloodcell.augment.domain import DomainAugmenter, uniform
+from bloodcell.stain.density import LN10, STAIN_VECTORS
 
 __all__ = ["RandomDeposits", "RandomBubbles", "RandomIllumination"]
 
@@ -99,9 +100,9 @@ class RandomDeposits(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_count = check_number("max_count", max_count, 1, 200, integer=True)
-        self.max_radius = check_number("max_radius", max_radius, 1.0, 30.0)
-        self.max_density = check_number("max_density", max_density, 0.3, 3.0)
+        self.max_count = check_int(max_count, "max_count", minimum=1, maximum=200)
+        self.max_radius = check_number(max_radius, "max_radius", low=1.0, high=30.0)
+        self.max_density = check_number(max_density, "max_density", low=0.3, high=3.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         most = math.ceil(self.max_count * self.strength)
@@ -135,7 +136,7 @@ class RandomDeposits(DomainAugmenter):
         neutral = tf.fill([1, 3], 1.0 / math.sqrt(3.0))
         dye = tf.constant(STAIN_VECTORS[:1], tf.float32)
         colour = mix * dye + (1.0 - mix) * neutral  # (N, 3), optical density per unit dye
-        return images * tf.exp(-math.log(10.0) * od * colour[:, None, None, :])  # 10^−OD, faster
+        return images * tf.exp(-LN10 * od * colour[:, None, None, :])  # 10^−OD, faster
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -175,8 +176,8 @@ class RandomBubbles(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_count = check_number("max_count", max_count, 1, 20, integer=True)
-        self.max_radius = check_number("max_radius", max_radius, 0.04, 1.0)
+        self.max_count = check_int(max_count, "max_count", minimum=1, maximum=20)
+        self.max_radius = check_number(max_radius, "max_radius", low=0.04, high=1.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         most = math.ceil(self.max_count * self.strength)
@@ -243,9 +244,9 @@ class RandomIllumination(DomainAugmenter):
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
         self.supports_jit = False  # bicubic resizing has no XLA kernel
-        self.max_vignetting = check_number("max_vignetting", max_vignetting, 0.0, 0.95)
-        self.max_unevenness = check_number("max_unevenness", max_unevenness, 0.0, 2.0)
-        self.grid = check_number("grid", grid, 2, 16, integer=True)
+        self.max_vignetting = check_number(max_vignetting, "max_vignetting", low=0.0, high=0.95)
+        self.max_unevenness = check_number(max_unevenness, "max_unevenness", low=0.0, high=2.0)
+        self.grid = check_int(grid, "grid", minimum=2, maximum=16)
 
     def field(self, images: Any, seed: Any) -> Any:
         """The multiplicative brightness field (N, H, W, 1) of each image for ``seed``."""

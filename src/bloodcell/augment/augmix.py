@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 import keras
 import tensorflow as tf
 
+from bloodcell._validation import check_int, check_number, check_positive, is_integer, received
 from bloodcell.augment import ops as _ops
 from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, _restore_dtype, split_seed
 from bloodcell.errors import ConfigurationError
@@ -204,23 +205,18 @@ class AugMix(Augmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
-        if isinstance(severity, bool) or not isinstance(severity, (int, float)) or not 1 <= severity <= 10:
+        severity = check_number(severity, "severity", low=1, high=10)
+        width = check_int(width, "width", minimum=1)
+        if not is_integer(depth) or depth == 0 or depth < -1:
             raise ConfigurationError(
-                f"severity must be a number in 1..10 (the paper uses 3), got {severity!r}."
+                f"depth must be -1 (1–3 ops per chain) or a positive integer. {received('depth', depth)}"
             )
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ConfigurationError(f"width (chains per image) must be a positive integer, got {width!r}.")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth == 0 or depth < -1:
-            raise ConfigurationError(
-                f"depth must be -1 (1–3 ops per chain) or a positive integer, got {depth!r}."
-            )
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise ConfigurationError(f"alpha must be a positive number, got {alpha!r}.")
+        alpha = check_positive(alpha, "alpha")
         _ops._check_geometry(interpolation, fill_mode)
-        self.severity = float(severity)
+        self.severity = severity
         self.width = width
-        self.depth = depth
-        self.alpha = float(alpha)
+        self.depth = int(depth)
+        self.alpha = alpha
         self.all_ops = bool(all_ops)
         self.interpolation = interpolation
         self.fill_mode = fill_mode

@@ -2,7 +2,7 @@
 
 An :class:`Augmenter` is a Keras layer with one extra method, ``augment_batch(images, labels, seed)``:
 
-* :func:`bloodcell.datasets.to_tf_dataset` calls ``augment_batch`` on every float batch with an
+* :func:`bloodcell.pipeline.to_tf_dataset` calls ``augment_batch`` on every float batch with an
   explicit per-batch seed (an int64 tensor of shape [2]) and the labels, so the pipeline is
   deterministic for its seed, in parallel maps too, and an augmenter may change labels (MixUp);
 * inside a model, ``layer(images, training=True)`` draws its seeds from a

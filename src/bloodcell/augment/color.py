@@ -14,7 +14,9 @@ Two augmenters, both batched with parameters drawn per image (see :mod:`.domain`
 * :class:`RandomColor` changes what the camera and the display pipeline do: exposure (brightness
   gain), gamma, contrast, saturation and hue.
 
-:func:`rgb_to_hed` and :func:`hed_to_rgb` are the conversions, exact inverses in float.
+:func:`rgb_to_hed` and :func:`hed_to_rgb` are the conversions, exact inverses in float. The optical
+density and the stain vectors are the library's one convention, :mod:`bloodcell.stain.density`,
+expressed here in decadic units (``OD / ln 10``), in which ``max_shift`` is given.
 
 Example:
     >>> from bloodcell.datasets import load_sample
@@ -29,30 +31,26 @@ import math
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from bloodcell._validation import check_number
 from bloodcell.augment.base import _check_batch, split_seed
-from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
+from bloodcell.augment.domain import DomainAugmenter, uniform
+from bloodcell.stain.density import LN10, STAIN_VECTORS, UNMIX, optical_density_tf, transmitted_tf
 
 __all__ = ["RandomStain", "RandomColor", "rgb_to_hed", "hed_to_rgb", "STAIN_VECTORS"]
 
-#: Optical-density colour of haematoxylin, eosin and DAB (rows; Ruifrok & Johnston 2001), unit length.
-STAIN_VECTORS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float64)
-STAIN_VECTORS = STAIN_VECTORS / np.linalg.norm(STAIN_VECTORS, axis=1, keepdims=True)
-_UNMIX = np.linalg.inv(STAIN_VECTORS)  # OD (row vector) @ _UNMIX = stain densities
-_LN10 = math.log(10.0)
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey
 
 
 def _optical_density(images: Any) -> Any:
-    """log10 optical density of 0–255 values: −log10((x + 1) / 256), 0 for 255."""
-    return -tf.math.log((tf.cast(images, tf.float32) + 1.0) / 256.0) * (1.0 / _LN10)
+    """Decadic optical density of 0–255 values, −log10((x + 1) / 256): 0 for 255."""
+    return optical_density_tf(tf.cast(images, tf.float32)) * (1.0 / LN10)
 
 
 def _transmitted(od: Any) -> Any:
-    """0–255 values (unclipped) from log10 optical density; exp, several times faster than pow(10, ·)."""
-    return 256.0 * tf.exp(-_LN10 * od) - 1.0
+    """0–255 values (unclipped) from decadic optical density."""
+    return transmitted_tf(LN10 * od)
 
 
 def _mix_channels(x: Any, matrix: Any) -> Any:
@@ -76,7 +74,7 @@ def rgb_to_hed(images: Any) -> Any:
         >>> float(np.abs(hed).max())
         0.0
     """
-    return _mix_channels(_optical_density(_check_batch(images)), tf.constant(_UNMIX, tf.float32))
+    return _mix_channels(_optical_density(_check_batch(images)), tf.constant(UNMIX, tf.float32))
 
 
 def hed_to_rgb(hed: Any) -> Any:
@@ -124,8 +122,8 @@ class RandomStain(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_scale = check_number("max_scale", max_scale, 0.0, 1.0)
-        self.max_shift = check_number("max_shift", max_shift, 0.0, 1.0)
+        self.max_scale = check_number(max_scale, "max_scale", low=0.0, high=1.0)
+        self.max_shift = check_number(max_shift, "max_shift", low=0.0, high=1.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         n = tf.shape(images)[0]
@@ -134,7 +132,7 @@ class RandomStain(DomainAugmenter):
         alpha = uniform(n, split_seed(seed, 0), 1.0 - a, 1.0 + a, extra=(3,))
         beta = uniform(n, split_seed(seed, 1), -b, b, extra=(3,))
         # Unmix, scale, mix back: one 3×3 matrix per image on the optical density, plus an offset.
-        unmix = tf.constant(_UNMIX, tf.float32)
+        unmix = tf.constant(UNMIX, tf.float32)
         stains = tf.constant(STAIN_VECTORS, tf.float32)
         matrix = tf.linalg.matmul(
             unmix[None] * alpha[:, None, :], tf.broadcast_to(stains, tf.stack([n, 3, 3]))
@@ -197,12 +195,12 @@ class RandomColor(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_channel_gain = check_number("max_channel_gain", max_channel_gain, 0.0, 0.9)
-        self.max_brightness = check_number("max_brightness", max_brightness, 0.0, 0.9)
-        self.max_gamma = check_number("max_gamma", max_gamma, 0.0, 4.0)
-        self.max_contrast = check_number("max_contrast", max_contrast, 0.0, 0.9)
-        self.max_saturation = check_number("max_saturation", max_saturation, 0.0, 1.0)
-        self.max_hue = check_number("max_hue", max_hue, 0.0, 0.5)
+        self.max_channel_gain = check_number(max_channel_gain, "max_channel_gain", low=0.0, high=0.9)
+        self.max_brightness = check_number(max_brightness, "max_brightness", low=0.0, high=0.9)
+        self.max_gamma = check_number(max_gamma, "max_gamma", low=0.0, high=4.0)
+        self.max_contrast = check_number(max_contrast, "max_contrast", low=0.0, high=0.9)
+        self.max_saturation = check_number(max_saturation, "max_saturation", low=0.0, high=1.0)
+        self.max_hue = check_number(max_hue, "max_hue", low=0.0, high=0.5)
 
     def transform(self, images: Any, seed: Any) -> Any:
         n = tf.shape(images)[0]

@@ -22,28 +22,13 @@ from typing import Any
 
 import tensorflow as tf
 
+from bloodcell._validation import check_number
 from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, _restore_dtype, split_seed
-from bloodcell.errors import ConfigurationError
 
 __all__ = ["DomainAugmenter", "MAX_SEVERITY", "apply_to_subset", "uniform"]
 
 #: The largest severity: every augmenter reaches its documented maximum here.
 MAX_SEVERITY = 5.0
-
-
-def check_number(
-    name: str, value: Any, low: float, high: float | None = None, *, integer: bool = False
-) -> Any:
-    """Raise :class:`ConfigurationError` unless ``value`` is a number in [low, high]."""
-    kinds = (int,) if integer else (int, float)
-    ok = not isinstance(value, bool) and isinstance(value, kinds) and value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        span = f"at least {low}" if high is None else f"in {low}..{high}"
-        kind = "an integer" if integer else "a number"
-        raise ConfigurationError(f"{name} must be {kind} {span}, got {value!r}.")
-    return int(value) if integer else float(value)
 
 
 def uniform(n: Any, seed: Any, low: Any = 0.0, high: Any = 1.0, *, extra: tuple[int, ...] = ()) -> Any:
@@ -88,8 +73,8 @@ class DomainAugmenter(Augmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
-        self.severity = check_number("severity", severity, 0.0, MAX_SEVERITY)
-        self.p = check_number("p", p, 0.0, 1.0)
+        self.severity = check_number(severity, "severity", low=0.0, high=MAX_SEVERITY)
+        self.p = check_number(p, "p", low=0.0, high=1.0)
 
     @property
     def strength(self) -> float:

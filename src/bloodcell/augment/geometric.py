@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bloodcell._validation import check_number, is_number, received
 from bloodcell.augment import ops as _ops
 from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, split_seed
 from bloodcell.errors import ConfigurationError
@@ -28,17 +29,21 @@ _FLIPS = {
 
 
 def _translation_fractions(translation: Any) -> tuple[float, float]:
-    if isinstance(translation, (int, float)) and not isinstance(translation, bool):
+    if is_number(translation):
         pair = (float(translation), float(translation))
-    elif isinstance(translation, (tuple, list)) and len(translation) == 2:
+    elif (
+        isinstance(translation, (tuple, list)) and len(translation) == 2 and all(map(is_number, translation))
+    ):
         pair = (float(translation[0]), float(translation[1]))
     else:
         raise ConfigurationError(
-            "translation must be a fraction of the image size or a (height, width) pair, "
-            f"got {translation!r}."
+            "translation must be a fraction of the image size or a (height, width) pair. "
+            f"{received('translation', translation)}"
         )
     if not all(0.0 <= t <= 1.0 for t in pair):
-        raise ConfigurationError(f"translation fractions must lie in [0, 1], got {translation!r}.")
+        raise ConfigurationError(
+            f"translation fractions must lie in [0, 1]. {received('translation', translation)}"
+        )
     return pair
 
 
@@ -83,14 +88,15 @@ class RandomGeometric(Augmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
-        if isinstance(rotation, bool) or not isinstance(rotation, (int, float)) or not 0 <= rotation <= 180:
-            raise ConfigurationError(f"rotation must be a number of degrees in 0..180, got {rotation!r}.")
+        rotation = check_number(rotation, "rotation", low=0, high=180)
         if flip is True:
             flip = "both"
         elif flip is False:
             flip = "none"
         if flip not in _FLIPS:
-            raise ConfigurationError(f"flip must be one of {sorted(_FLIPS)} (or True/False), got {flip!r}.")
+            raise ConfigurationError(
+                f"flip must be one of {sorted(_FLIPS)} (or True/False). {received('flip', flip)}"
+            )
         _ops._check_geometry(interpolation, fill_mode)
         self.rotation = float(rotation)
         self.translation = _translation_fractions(translation)

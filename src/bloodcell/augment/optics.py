@@ -32,8 +32,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bloodcell._validation import check_int, check_number
 from bloodcell.augment.base import split_seed
-from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
+from bloodcell.augment.domain import DomainAugmenter, uniform
 
 __all__ = [
     "RandomDefocus",
@@ -129,7 +130,7 @@ class RandomDefocus(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_radius = check_number("max_radius", max_radius, 0.0, 20.0)
+        self.max_radius = check_number(max_radius, "max_radius", low=0.0, high=20.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         reach = self.max_radius * self.strength
@@ -165,7 +166,7 @@ class RandomMotionBlur(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_length = check_number("max_length", max_length, 0.0, 40.0)
+        self.max_length = check_number(max_length, "max_length", low=0.0, high=40.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         reach = self.max_length * self.strength
@@ -211,8 +212,8 @@ class RandomNoise(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_sigma = check_number("max_sigma", max_sigma, 0.0, 128.0)
-        self.max_gain = check_number("max_gain", max_gain, 0.0, 64.0)
+        self.max_sigma = check_number(max_sigma, "max_sigma", low=0.0, high=128.0)
+        self.max_gain = check_number(max_gain, "max_gain", low=0.0, high=64.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         n = tf.shape(images)[0]
@@ -299,7 +300,7 @@ class RandomJPEG(DomainAugmenter):
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
         self.supports_jit = False  # JPEG encoding has no XLA kernel
-        self.min_quality = check_number("min_quality", min_quality, 1, 95, integer=True)
+        self.min_quality = check_int(min_quality, "min_quality", minimum=1, maximum=95)
 
     def quality_range(self) -> tuple[int, int]:
         """The lowest and highest JPEG quality an image may draw."""
@@ -367,7 +368,7 @@ class RandomResample(DomainAugmenter):
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
         self.supports_jit = False  # tf.image.resize with antialias: no XLA kernel (ScaleAndTranslate)
-        self.min_scale = check_number("min_scale", min_scale, 0.05, 1.0)
+        self.min_scale = check_number(min_scale, "min_scale", low=0.05, high=1.0)
 
     def transform(self, images: Any, seed: Any) -> Any:
         low = 1.0 - (1.0 - self.min_scale) * self.strength

@@ -10,7 +10,7 @@ the zoom is folded into the rotation's affine map, so those images are resampled
 
 :func:`preset` names ready-made pipelines: ``preset("robust")`` is ``RobustAugment()``.
 
-In a pipeline: ``bc.datasets.to_tf_dataset(data, 64, augment=bc.augment.preset("robust"),
+In a pipeline: ``bc.pipeline.to_tf_dataset(data, 64, augment=bc.augment.preset("robust"),
 shuffle=True, seed=0)``; in an experiment: ``bc.experiments.Config.preset("robust")``.
 
 Example:
@@ -31,11 +31,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bloodcell._validation import check_int, check_number
 from bloodcell.augment import ops as _ops
 from bloodcell.augment.artefacts import RandomBubbles, RandomDeposits, RandomIllumination
 from bloodcell.augment.base import Augmenter, _as_seed_tensor, _check_batch, _restore_dtype, split_seed
 from bloodcell.augment.color import RandomColor, RandomStain
-from bloodcell.augment.domain import MAX_SEVERITY, apply_to_subset, check_number
+from bloodcell.augment.domain import MAX_SEVERITY, apply_to_subset
 from bloodcell.augment.geometric import RandomGeometric
 from bloodcell.augment.optics import RandomDefocus, RandomJPEG, RandomMotionBlur, RandomNoise, RandomResample
 from bloodcell.augment.scale import RandomZoom, zoom_transforms
@@ -107,7 +108,7 @@ class RobustAugment(Augmenter):
     ) -> None:
         super().__init__(seed=seed, name=name, **kwargs)
         self.supports_jit = False  # holds RandomJPEG, RandomResample and RandomIllumination
-        self.severity = check_number("severity", severity, 0.0, MAX_SEVERITY)
+        self.severity = check_number(severity, "severity", low=0.0, high=MAX_SEVERITY)
         if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
             raise ConfigurationError(f"ops must be a non-empty list of names from {ROBUST_OPS}, got {ops!r}.")
         unknown = [op for op in ops if op not in _OPS]
@@ -118,10 +119,10 @@ class RobustAugment(Augmenter):
             raise ConfigurationError(f"always must name some of ops {self.ops}. Received: always={always!r}.")
         self.always = tuple(op for op in self.ops if op in always)
         drawable = len(self.ops) - len(self.always)
-        self.num_ops = check_number("num_ops", num_ops, 0 if self.always else 1, drawable, integer=True)
-        self.probability = check_number("probability", probability, 0.0, 1.0)
+        self.num_ops = check_int(num_ops, "num_ops", minimum=0 if self.always else 1, maximum=drawable)
+        self.probability = check_number(probability, "probability", low=0.0, high=1.0)
         self.geometric = bool(geometric)
-        self.translation = check_number("translation", translation, 0.0, 1.0)
+        self.translation = check_number(translation, "translation", low=0.0, high=1.0)
         self.jit_compile = bool(jit_compile)
         members = {}
         for op in self.ops:

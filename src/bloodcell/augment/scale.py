@@ -20,10 +20,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bloodcell._validation import check_choice, check_number
 from bloodcell.augment import ops as _ops
 from bloodcell.augment.base import _as_seed_tensor, _check_batch, _restore_dtype, split_seed
-from bloodcell.augment.domain import DomainAugmenter, check_number, uniform
-from bloodcell.errors import ConfigurationError
+from bloodcell.augment.domain import DomainAugmenter, uniform
 
 __all__ = ["RandomZoom", "border_colour", "resample", "zoom", "zoom_transforms"]
 
@@ -92,8 +92,7 @@ def resample(
     ``"background"`` fills what the map uncovers with each image's border median (the slide's
     colour) instead of a copy of the image, which would repeat a large cell in the margin.
     """
-    if fill not in FILLS:
-        raise ConfigurationError(f"fill must be one of {FILLS}, got {fill!r}.")
+    check_choice(fill, "fill", FILLS)
     x = tf.cast(images, tf.float32)
     if fill != "background":
         return _ops.affine_transform(
@@ -149,11 +148,9 @@ class RandomZoom(DomainAugmenter):
         **kwargs: Any,
     ) -> None:
         super().__init__(severity, p, seed=seed, name=name, **kwargs)
-        self.max_zoom = check_number("max_zoom", max_zoom, 0.0, 3.0)
-        if fill not in FILLS:
-            raise ConfigurationError(f"fill must be one of {FILLS}, got {fill!r}.")
-        self.fill = fill
-        self.fill_value = check_number("fill_value", fill_value, 0.0, 255.0)
+        self.max_zoom = check_number(max_zoom, "max_zoom", low=0.0, high=3.0)
+        self.fill = check_choice(fill, "fill", FILLS)
+        self.fill_value = check_number(fill_value, "fill_value", low=0.0, high=255.0)
         self.jit_compile = bool(jit_compile)
 
     def factors(self, batch_size: Any, seed: Any) -> Any:

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bloodcell._validation import is_number, received
 from bloodcell.backbones.registry import BackboneSpec, get_spec
 from bloodcell.errors import (
     ConfigurationError,
@@ -45,23 +46,24 @@ def _check_input_shape(spec: BackboneSpec, input_shape: Any) -> tuple[int, int, 
         shape = tuple(int(d) for d in input_shape)
     except (TypeError, ValueError):
         raise ConfigurationError(
-            f"input_shape must be (height, width, channels) integers, got {input_shape!r}."
+            f"input_shape must be (height, width, channels) integers. {received('input_shape', input_shape)}"
         ) from None
     if len(shape) != 3:
         raise ConfigurationError(
-            f"input_shape must be (height, width, channels), got {input_shape!r} ({len(shape)} values)."
+            f"input_shape must be (height, width, channels), 3 values. {received('input_shape', input_shape)}"
         )
     height, width, channels = shape
     if channels != 3:
         raise ConfigurationError(
-            f"Backbone {spec.name!r} takes RGB images (3 channels), got input_shape={shape}: convert "
-            "grayscale images with np.repeat(images, 3, axis=-1), drop an alpha channel with images[..., :3]."
+            f"Backbone {spec.name!r} takes RGB images (3 channels): convert grayscale images with "
+            "np.repeat(images, 3, axis=-1), drop an alpha channel with images[..., :3]. "
+            f"{received('input_shape', shape)}"
         )
     if min(height, width) < spec.min_size:
         raise ConfigurationError(
-            f"Backbone {spec.name!r} needs images of at least {spec.min_size}x{spec.min_size} pixels, got "
-            f"input_shape={shape}. Upscale the images (bloodcell.datasets.resize_images) or pick another "
-            "backbone."
+            f"Backbone {spec.name!r} needs images of at least {spec.min_size}x{spec.min_size} pixels: "
+            "upscale the images (bloodcell.datasets.resize_images) or pick another backbone. "
+            f"{received('input_shape', shape)}"
         )
     return shape
 
@@ -74,8 +76,7 @@ def _weights_kind(weights: Any) -> str:
     if isinstance(weights, (str, os.PathLike)):
         return "path"
     raise ConfigurationError(
-        "weights must be 'imagenet', None or the path of a weights file, got "
-        f"{type(weights).__name__} {weights!r}."
+        f"weights must be 'imagenet', None or the path of a weights file. {received('weights', weights)}"
     )
 
 
@@ -131,16 +132,15 @@ def _set_batchnorm_momentum(network: Any, momentum: float) -> int:
 
 
 def _resolve_momentum(batchnorm_momentum: Any, weights_kind: str) -> float | None:
-    if isinstance(batchnorm_momentum, str):
-        if batchnorm_momentum != "auto":
-            raise ConfigurationError(
-                f"batchnorm_momentum must be 'auto', None or a float in (0, 1), got {batchnorm_momentum!r}."
-            )
+    if batchnorm_momentum == "auto":
         return FROM_SCRATCH_BATCHNORM_MOMENTUM if weights_kind == "none" else None
     if batchnorm_momentum is None:
         return None
-    if isinstance(batchnorm_momentum, bool) or not 0.0 < float(batchnorm_momentum) < 1.0:
-        raise ConfigurationError(f"batchnorm_momentum must lie in (0, 1), got {batchnorm_momentum!r}.")
+    if not is_number(batchnorm_momentum) or not 0 < batchnorm_momentum < 1:
+        raise ConfigurationError(
+            "batchnorm_momentum must be 'auto', None or a number in (0, 1). "
+            f"{received('batchnorm_momentum', batchnorm_momentum)}"
+        )
     return float(batchnorm_momentum)
 
 

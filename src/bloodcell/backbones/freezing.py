@@ -21,17 +21,26 @@ Freezing takes effect at the next ``compile()``: freeze first, then compile.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import keras
 
-from bloodcell._validation import check_int, received
+from bloodcell._validation import check_int, is_integer, received
 from bloodcell.backbones.imagemodel import find_backbone, flat_layers
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 
-__all__ = ["CONV_KINDS", "TrainableSummary", "backbone_layers", "freeze", "trainable_summary", "unfreeze"]
+__all__ = [
+    "CONV_KINDS",
+    "TrainableSummary",
+    "backbone_layers",
+    "freeze",
+    "freeze_arguments",
+    "parse_freeze",
+    "trainable_summary",
+    "unfreeze",
+]
 
 #: The layer kinds the seed counted when freezing "the first N layers".
 CONV_KINDS = ("Conv2D", "DepthwiseConv2D")
@@ -51,7 +60,7 @@ def backbone_layers(model: Any) -> list[Any]:
         (157, 'Rescaling')
     """
     if not isinstance(model, keras.Model):
-        raise InvalidDtypeError(f"Expected a keras.Model, got {type(model).__name__}.")
+        raise InvalidDtypeError(f"Expected a keras.Model. Received: model={type(model).__name__}.")
     backbone = find_backbone(model)
     return flat_layers(backbone.network if backbone is not None else model)
 
@@ -91,8 +100,63 @@ def _count(value: Any, what: str, maximum: int, of: str) -> int:
 def _check_one_of(a: Any, a_name: str, b: Any, b_name: str) -> None:
     if a is not None and b is not None:
         raise ConfigurationError(
-            f"Pass {a_name}= or {b_name}=, not both (got {a_name}={a!r}, {b_name}={b!r})."
+            f"Pass {a_name}= or {b_name}=, not both. Received: {a_name}={a!r}, {b_name}={b!r}."
         )
+
+
+def parse_freeze(value: Any) -> int | str | dict[str, Any] | None:
+    """A freeze setting in its canonical form: None, ``"all"``, a count N ≥ 0, or a dict of arguments.
+
+    The one reader of the ``freeze`` setting, whether it comes from
+    :func:`bloodcell.build_classifier`, an experiment config, a TOML file or the command line:
+    None, False or ``"none"`` (any case) mean no freezing; True or ``"all"`` the whole backbone;
+    an integer (or its decimal text, ``"120"``) the seed's rule, up to the N-th
+    Conv2D/DepthwiseConv2D layer; a mapping holds :func:`freeze` arguments such as
+    ``{"layers": 220}``.
+
+    Raises:
+        ConfigurationError: anything else (a fraction, a negative count, another word).
+
+    Example:
+        >>> parse_freeze("120"), parse_freeze("All"), parse_freeze("none"), parse_freeze({"layers": 220})
+        (120, 'all', None, {'layers': 220})
+        >>> parse_freeze(2.5)
+        Traceback (most recent call last):
+        ...
+        bloodcell.errors.ConfigurationError: freeze must be None, 'none', 'all', a non-negative integer (freeze up to the N-th Conv2D/DepthwiseConv2D layer) or a dict of bloodcell.backbones.freeze() arguments such as {'layers': 220}. Received: freeze=2.5.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "all"
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("none", "all"):
+            return None if word == "none" else "all"
+        if word.isdigit():
+            return int(word)
+    elif is_integer(value) and value >= 0:
+        return int(value)
+    raise ConfigurationError(
+        "freeze must be None, 'none', 'all', a non-negative integer (freeze up to the N-th "
+        "Conv2D/DepthwiseConv2D layer) or a dict of bloodcell.backbones.freeze() arguments such as "
+        f"{{'layers': 220}}. {received('freeze', value)}"
+    )
+
+
+def freeze_arguments(value: Any) -> dict[str, Any] | None:
+    """The :func:`freeze` keyword arguments a freeze setting stands for (None: leave the model as it is).
+
+    Example:
+        >>> freeze_arguments(120), freeze_arguments("all"), freeze_arguments(None)
+        ({'first': 120}, {}, None)
+    """
+    spec = parse_freeze(value)
+    if spec is None or isinstance(spec, dict):
+        return spec
+    return {} if spec == "all" else {"first": spec}
 
 
 def freeze(

@@ -27,8 +27,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from bloodcell._validation import check_choice
 from bloodcell.backbones.registry import PREPROCESSING_MODES
-from bloodcell.errors import ConfigurationError, PixelRangeWarning
+from bloodcell.errors import PixelRangeWarning
 
 __all__ = ["PixelPreprocessing", "UNIT_RANGE_MESSAGE", "looks_unit_range", "warn_if_unit_range"]
 
@@ -107,10 +108,7 @@ class PixelPreprocessing(keras.layers.Layer):
 
     def __init__(self, mode: str = "none", check_range: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if mode not in PREPROCESSING_MODES:
-            raise ConfigurationError(
-                f"PixelPreprocessing mode must be one of {sorted(PREPROCESSING_MODES)}, got {mode!r}."
-            )
+        check_choice(mode, "mode", sorted(PREPROCESSING_MODES))
         self.mode = mode
         self.check_range = bool(check_range)
         self.built = True  # no weights

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import re
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from bloodcell._validation import check_choice, check_int, received, suggest
 from bloodcell.errors import ConfigurationError, UnknownNameError
 
 __all__ = [
@@ -59,7 +59,7 @@ def normalize_name(name: str) -> str:
         'efficientnetv2s'
     """
     if not isinstance(name, str):
-        raise ConfigurationError(f"A backbone name must be a string, got {type(name).__name__} {name!r}.")
+        raise ConfigurationError(f"A backbone name must be a string. {received('name', name)}")
     return _SEPARATORS.sub("", name.strip().lower())
 
 
@@ -115,16 +115,12 @@ class BackboneSpec:
             set_(self, "display_name", self.name)
         if not self.name:
             raise ConfigurationError("A backbone needs a non-empty name.")
-        if self.preprocessing not in PREPROCESSING_MODES:
-            raise ConfigurationError(
-                f"preprocessing={self.preprocessing!r} for backbone {self.name!r} is not one of "
-                f"{sorted(PREPROCESSING_MODES)}."
-            )
-        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 1:
-            raise ConfigurationError(f"min_size must be a positive integer, got {self.min_size!r}.")
+        check_choice(self.preprocessing, "preprocessing", sorted(PREPROCESSING_MODES))
+        set_(self, "min_size", check_int(self.min_size, "min_size", minimum=1))
         if not (callable(self.constructor) or isinstance(self.constructor, str)):
             raise ConfigurationError(
-                f"constructor must be a callable or a dotted path, got {type(self.constructor).__name__}."
+                "constructor must be a callable or a dotted path. "
+                f"Received: constructor={type(self.constructor).__name__}."
             )
 
     def get_constructor(self) -> Callable[..., Any]:
@@ -221,7 +217,9 @@ def register_backbone(
 
     def decorator(fn: F) -> F:
         if not callable(fn):
-            raise ConfigurationError(f"register_backbone decorates a function, got {type(fn).__name__}.")
+            raise ConfigurationError(
+                f"register_backbone decorates a function. Received: fn={type(fn).__name__}."
+            )
         _add(
             BackboneSpec(
                 name=name or fn.__name__,
@@ -274,9 +272,7 @@ def get_spec(name: str) -> BackboneSpec:
     key = normalize_name(name)
     if key in _ALIASES:
         return _REGISTRY[_ALIASES[key]]
-    close = difflib.get_close_matches(key, list(_ALIASES), n=5, cutoff=0.6)
-    suggestions = list(dict.fromkeys(_ALIASES[k] for k in close))[:3]
-    hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+    hint = suggest(key, _ALIASES)
     raise UnknownNameError(
         f"Unknown backbone {name!r}.{hint} bloodcell.backbones.list_backbones() lists the "
         f"{len(_REGISTRY)} registered names; register your own with @bloodcell.backbones.register_backbone."
@@ -306,7 +302,7 @@ def list_backbones(pattern: str = "*", *, family: str | None = None) -> list[str
         ['mobilenetv3large', 'mobilenetv3small']
     """
     if not isinstance(pattern, str):
-        raise ConfigurationError(f"pattern must be a string, got {type(pattern).__name__}.")
+        raise ConfigurationError(f"pattern must be a string. {received('pattern', pattern)}")
     key_pattern = _SEPARATORS.sub("", pattern.strip().lower()) or "*"
     names = {canonical for key, canonical in _ALIASES.items() if fnmatch.fnmatchcase(key, key_pattern)}
     if family is not None:

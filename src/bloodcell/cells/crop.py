@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bloodcell._validation import received
+from bloodcell._validation import check_choice, check_number
 from bloodcell.augment.scale import FILLS, resample
 from bloodcell.cells.finder import CellMeasurements, find_cells, measure_cells
 from bloodcell.errors import ConfigurationError
@@ -51,9 +51,7 @@ SCALES = ("image", "dataset", "none")
 
 
 def _check_fraction(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not low < value <= high:
-        raise ConfigurationError(f"{name} must be a number in ({low}, {high}]. {received(name, value)}")
-    return float(value)
+    return check_number(value, name, low=low, high=high, low_open=True)  # type: ignore[return-value]
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")
@@ -97,14 +95,8 @@ class CellCrop(keras.layers.Layer):
     ) -> None:
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        if scale not in SCALES:
-            raise ConfigurationError(
-                f"scale must be one of {', '.join(map(repr, SCALES))}. {received('scale', scale)}"
-            )
-        if fill not in FILLS:
-            raise ConfigurationError(
-                f"fill must be one of {', '.join(map(repr, FILLS))}. {received('fill', fill)}"
-            )
+        check_choice(scale, "scale", SCALES)
+        check_choice(fill, "fill", FILLS)
         self.scale = scale
         self.cell_fraction = _check_fraction("cell_fraction", cell_fraction, 0.0, 1.0)
         self.reference_fraction = (

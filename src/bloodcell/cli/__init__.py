@@ -32,7 +32,10 @@ from bloodcell.errors import BloodcellError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Subcommand modules of this package, in the order ``bloodcell --help`` lists them.
-COMMANDS = ("demo", "info", "clean", "train", "evaluate", "predict", "adapt", "export", "robustness")
+COMMANDS = (
+    "demo", "info", "clean", "check-labels", "train", "evaluate", "predict", "reject", "adapt", "export",
+    "robustness",
+)  # fmt: skip
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 _DEBUG_HELP = "on an error, show the full traceback instead of one line"
@@ -68,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineArgumentParser
     )
     for name in COMMANDS:
-        importlib.import_module(f"bloodcell.cli.{name}").add_parser(sub)
+        importlib.import_module(f"bloodcell.cli.{name.replace('-', '_')}").add_parser(sub)
         # Also accepted after the command; SUPPRESS keeps the top-level value when absent here.
         sub.choices[name].add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP

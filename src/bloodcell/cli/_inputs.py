@@ -1,4 +1,8 @@
-"""What the commands read: datasets named on the command line, image files, saved models."""
+"""What the commands read: datasets and image files named on the command line.
+
+Saved models are read by :func:`bloodcell.models.load_model`, imported where a command runs so
+that parsing the command line does not import Keras.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bloodcell._validation import check_int
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.datasets.source import SOURCE_HELP
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, EmptyDatasetError
@@ -49,8 +54,7 @@ def limit_per_class(data: BloodCellDataset, limit: int | None) -> BloodCellDatas
     """The first ``limit`` images of each class (all of them for None)."""
     if limit is None:
         return data
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigurationError(f"limit must be a positive number of images per class, got {limit!r}.")
+    limit = check_int(limit, "limit", minimum=1)
     keep = np.concatenate([np.flatnonzero(data.labels == k)[:limit] for k in range(data.num_classes)])
     return data.subset(np.sort(keep))
 
@@ -86,13 +90,6 @@ def image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(os.fspath, paths))}."
         )
     return found
-
-
-def load_model(path: str | os.PathLike[str]) -> Any:
-    """A saved ``.keras`` model (:func:`bloodcell.models.load_model`: safe mode, one clear error per bad file)."""
-    from bloodcell.models import load_model as _load
-
-    return _load(path)
 
 
 def model_image_size(model: Any) -> int:

@@ -3,9 +3,12 @@
 A bad value is answered by argparse as ``bloodcell CMD: argument --seed: must be a non-negative
 integer, got '-1'`` before any work is done.
 
+Lists come as comma-separated text (``--kinds jpeg,gamma``) and leave here as Python lists: the
+library takes lists, only the command line spells them with commas.
+
 Example:
-    >>> positive_int("8"), seed("0")
-    (8, 0)
+    >>> positive_int("8"), seed("0"), names("jpeg, gamma"), integers("1,3,5")
+    (8, 0, ['jpeg', 'gamma'], [1, 3, 5])
     >>> positive_int("0")
     Traceback (most recent call last):
     ...
@@ -19,7 +22,7 @@ import argparse
 from bloodcell._validation import check_int, check_seed
 from bloodcell.errors import ConfigurationError
 
-__all__ = ["non_negative_int", "positive_int", "seed"]
+__all__ = ["integers", "names", "non_negative_int", "positive_int", "seed"]
 
 
 def _integer(text: str) -> int:
@@ -56,3 +59,13 @@ def seed(text: str) -> int:
         return int(check_seed(_integer(text), "seed"))  # type: ignore[arg-type]
     except ConfigurationError as err:
         raise argparse.ArgumentTypeError(f"{_rule(err)}, got {text!r}") from None
+
+
+def names(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped: ``"jpeg, gamma"`` → ``['jpeg', 'gamma']``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def integers(text: str) -> list[int]:
+    """Comma-separated integers: ``"1,3,5"`` → ``[1, 3, 5]`` (their range is the library's to check)."""
+    return [_integer(part) for part in names(text)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell.cli._inputs import image_files, load_model, model_image_size
+from bloodcell.cli._inputs import image_files, model_image_size
 from bloodcell.cli._types import positive_int, seed
 from bloodcell.errors import ConfigurationError
 
@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from bloodcell.adapt import adapt
     from bloodcell.datasets import decode_image
-    from bloodcell.models import save_model
+    from bloodcell.models import load_model, save_model
 
     if args.method != "tent" and (args.steps or args.classes):  # before any loading
         raise ConfigurationError("--steps and --classes apply to --method tent only.")

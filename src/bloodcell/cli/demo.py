@@ -3,7 +3,7 @@
 Clean (outliers), split (stratified 80/10/10, seed 0), train (the "cpu" recipe shortened:
 MobileNetV3Small at 96 px, 15 epochs; ImageNet weights when they can be had, otherwise from scratch,
 said plainly), evaluate on the test split, and write every artifact under one folder. The CLI guide
-gives the time and accuracy measured on a 2-core CPU.
+gives what it takes and what it reaches.
 """
 
 from __future__ import annotations

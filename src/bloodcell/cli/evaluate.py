@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bloodcell.cli._inputs import DATA_HELP, load_dataset, load_model, model_image_size
+from bloodcell.cli._inputs import DATA_HELP, load_dataset, model_image_size
 from bloodcell.cli._types import positive_int
 
 
@@ -52,6 +52,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import bloodcell as bc
+    from bloodcell.models import load_model
 
     model = load_model(args.model)
     data = load_dataset(args.data, image_size=model_image_size(model), limit=args.limit)

@@ -1,4 +1,4 @@
-"""``bloodcell info``: versions, devices, and where downloads are cached."""
+"""``bloodcell info [MODEL]``: versions, devices, and where downloads are cached; or a model's card."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import bloodcell
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "info",
-        help="versions, devices and cache folders",
+        help="versions, devices and cache folders, or a model's card",
         description="Print the versions of bloodcell, Python, numpy, TensorFlow and Keras, the Keras "
-        "backend, the devices TensorFlow sees, and where downloaded weights and data are cached.",
+        "backend, the devices TensorFlow sees, and where downloaded weights and data are cached. "
+        "Given a .keras model, print its model card instead: class names, input size, preprocessing, "
+        "temperature, recipe, data and metrics.",
     )
+    parser.add_argument("model", nargs="?", default=None, help="a .keras model file: print its card")
     parser.set_defaults(run=run)
 
 
@@ -54,6 +57,15 @@ def info_lines() -> list[str]:
     return lines
 
 
+def card_lines(path: str) -> list[str]:
+    """The lines ``bloodcell info MODEL`` prints: the model card of a ``.keras`` file."""
+    from bloodcell.modelcard import card_lines as lines_of
+    from bloodcell.models import load_model, model_card
+
+    return [f"model          {path}", *lines_of(model_card(load_model(path)))]
+
+
 def run(args: argparse.Namespace) -> int:
-    print("\n".join(info_lines()))
+    model = getattr(args, "model", None)
+    print("\n".join(info_lines() if model is None else card_lines(model)))
     return 0

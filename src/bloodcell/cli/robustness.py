@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bloodcell.cli._inputs import DATA_HELP, load_dataset, load_model, model_image_size
-from bloodcell.cli._types import positive_int, seed
+from bloodcell.cli._inputs import DATA_HELP, load_dataset, model_image_size
+from bloodcell.cli._types import integers, names, positive_int, seed
 
 
 def add_parser(sub: Any) -> None:
@@ -22,12 +22,17 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("data", metavar="DATA", help=DATA_HELP)
     parser.add_argument(
         "--kinds",
+        type=names,
         metavar="K1,K2",
         help="comma-separated corruption kinds (default: the whole suite; see "
         "bloodcell.robustness.list_corruptions())",
     )
     parser.add_argument(
-        "--severities", default="1,2,3,4,5", metavar="S1,S2", help="comma-separated severities 1..5 (all)"
+        "--severities",
+        type=integers,
+        default=[1, 2, 3, 4, 5],
+        metavar="S1,S2",
+        help="comma-separated severities 1..5 (all)",
     )
     parser.add_argument(
         "--tta", choices=("d4", "flips", "rot90"), help="average predictions over flips/rotations"
@@ -42,11 +47,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bloodcell.models import load_model
     from bloodcell.robustness import evaluate_robustness, get_corruption
 
-    for kind in (args.kinds or "").split(","):  # fail on a misspelt kind before any loading
-        if kind.strip():
-            get_corruption(kind.strip())
+    for kind in args.kinds or ():  # fail on a misspelt kind before any loading
+        get_corruption(kind)
     model = load_model(args.model)
     data = load_dataset(args.data, image_size=model_image_size(model), limit=args.limit)
     report = evaluate_robustness(

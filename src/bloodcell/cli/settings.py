@@ -105,18 +105,17 @@ def _none(value: Any) -> Any:
 
 
 def freeze_value(text: str | int) -> int | str | None:
-    """``--freeze``: an integer N (the first N conv layers), ``all`` or ``none``."""
-    value = _none(text)
-    if value is None or isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if str(value).strip().lower() == "all":
-        return "all"
-    try:
-        return int(str(value))
-    except ValueError:
+    """``--freeze``: an integer N (the first N conv layers), ``all`` or ``none``
+    (:func:`bloodcell.backbones.freezing.parse_freeze`)."""
+    from bloodcell.backbones.freezing import parse_freeze
+
+    value = parse_freeze(text)
+    if isinstance(value, dict):  # a count of layers of any kind has its own setting
         raise ConfigurationError(
-            f"freeze must be a number of conv layers, 'all' or 'none', got {text!r}."
-        ) from None
+            f"freeze must be a number of conv layers, 'all' or 'none' (freeze_layers counts layers "
+            f"of any kind). {received('freeze', text)}"
+        )
+    return value
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:

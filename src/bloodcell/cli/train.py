@@ -25,6 +25,7 @@ RUN_FILES = (
     "training_curves.png",
     "report.json",
     "confusion_matrix.png",
+    "reliability.png",
     "config.json",
 )
 

@@ -1,4 +1,7 @@
-"""Datasets: the :class:`BloodCellDataset` container, loaders, leak-free splits and ``tf.data`` pipelines.
+"""Datasets: the :class:`BloodCellDataset` container, loaders, leak-free splits and class balancing.
+
+The ``tf.data`` pipeline is its own stage, :func:`bloodcell.pipeline.to_tf_dataset`; the old name
+``bloodcell.datasets.to_tf_dataset`` still works for one release, with a :class:`DeprecationWarning`.
 
 Example:
     >>> import bloodcell as bc
@@ -8,6 +11,15 @@ Example:
     800
 """
 
+from bloodcell._deprecation import moved_names
+from bloodcell.datasets.balance import (
+    class_weights,
+    oversample,
+    oversample_indices,
+    smote,
+    undersample,
+    undersample_indices,
+)
 from bloodcell.datasets.core import BloodCellDataset, as_images, as_label_indices, concat
 from bloodcell.datasets.folder import IMAGE_EXTENSIONS, SkippedFile, list_image_files, load_folder
 from bloodcell.datasets.hashing import identical_groups, image_digests
@@ -17,7 +29,6 @@ from bloodcell.datasets.npz import DatasetSplits, load_npz
 from bloodcell.datasets.sample import load_sample, sample_attribution, write_sample_folder
 from bloodcell.datasets.source import load
 from bloodcell.datasets.splitting import duplicate_groups, kfold, split, split_indices
-from bloodcell.datasets.tfdata import to_tf_dataset
 
 __all__ = [
     "BloodCellDataset",
@@ -26,6 +37,7 @@ __all__ = [
     "SkippedFile",
     "as_images",
     "as_label_indices",
+    "class_weights",
     "concat",
     "decode_image",
     "duplicate_groups",
@@ -39,10 +51,17 @@ __all__ = [
     "load_npz",
     "load_sample",
     "medmnist_file_info",
+    "oversample",
+    "oversample_indices",
     "resize_images",
     "sample_attribution",
+    "smote",
     "split",
     "split_indices",
-    "to_tf_dataset",
+    "undersample",
+    "undersample_indices",
     "write_sample_folder",
 ]
+
+# ``to_tf_dataset`` moved to its own stage; the old name is served for one release with a warning.
+__getattr__ = moved_names(__name__, {"to_tf_dataset": "bloodcell.pipeline"})

@@ -10,11 +10,11 @@ from typing import Literal, NamedTuple, overload
 
 import numpy as np
 
+from bloodcell._validation import check_choice
 from bloodcell.classes import CLASS_NAMES, normalize_class_name
 from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.datasets.imageio import CropMode, _check_size, decode_image, run_parallel
 from bloodcell.errors import (
-    ConfigurationError,
     DataFileNotFoundError,
     EmptyDatasetError,
     UnknownClassError,
@@ -201,8 +201,7 @@ def load_folder(
         2
     """
     _check_size(image_size)
-    if on_error not in ("raise", "skip"):
-        raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+    check_choice(on_error, "on_error", ("raise", "skip"))
     roots = [Path(r) for r in ([root] if isinstance(root, (str, os.PathLike)) else root)]
     if not roots:
         raise EmptyDatasetError("load_folder() got an empty list of folders.")

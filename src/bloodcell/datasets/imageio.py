@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bloodcell._progress import Progress
-from bloodcell.errors import ConfigurationError, UnreadableFileError
+from bloodcell._validation import check_choice, check_int
+from bloodcell.errors import UnreadableFileError
 
 __all__ = ["decode_image", "resize_image", "resize_images", "default_workers", "CropMode"]
 
@@ -33,8 +34,7 @@ def default_workers() -> int:
 
 
 def _check_size(image_size: int | None) -> None:
-    if image_size is not None and (not isinstance(image_size, (int, np.integer)) or image_size < 8):
-        raise ConfigurationError(f"image_size must be an integer ≥ 8 or None, got {image_size!r}.")
+    check_int(image_size, "image_size", minimum=8, allow_none=True)
 
 
 def resize_image(image: Image.Image, image_size: int | None, crop: CropMode = "center") -> np.ndarray:
@@ -62,7 +62,7 @@ def resize_image(image: Image.Image, image_size: int | None, crop: CropMode = "c
             left, top = (w - side) // 2, (h - side) // 2
             image = image.crop((left, top, left + side, top + side))
         elif crop not in ("center", "none"):
-            raise ConfigurationError(f"crop must be 'center' or 'none', got {crop!r}.")
+            check_choice(crop, "crop", ("center", "none"))
         if image.size != (image_size, image_size):
             image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.uint8)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal, overload
 
 from bloodcell._io import atomic_path
+from bloodcell._validation import received
 from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.datasets.npz import DatasetSplits, load_npz
 from bloodcell.errors import ChecksumError, ConfigurationError, DataFileNotFoundError, DownloadError
@@ -61,7 +62,7 @@ def medmnist_file_info(name: str = "bloodmnist", size: int = 28) -> tuple[str, s
         )
     sizes = MEDMNIST_FILES[key]
     if size not in sizes:
-        raise ConfigurationError(f"{name} comes in sizes {sorted(sizes)}, got size={size!r}.")
+        raise ConfigurationError(f"{name} comes in sizes {sorted(sizes)}. {received('size', size)}")
     return sizes[size]
 
 

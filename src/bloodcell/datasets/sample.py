@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcell._validation import check_int
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.datasets.imageio import decode_image, run_parallel
-from bloodcell.errors import ConfigurationError
 
 __all__ = ["load_sample", "write_sample_folder", "sample_attribution", "SAMPLE_CITATION"]
 
@@ -31,10 +31,7 @@ def _bundle() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def _selection(labels: np.ndarray, per_class: int | None) -> np.ndarray:
     if per_class is None:
         return np.arange(len(labels))
-    if not isinstance(per_class, int) or not 1 <= per_class <= 100:
-        raise ConfigurationError(
-            f"per_class must be an integer in 1..100 (or None for all), got {per_class!r}."
-        )
+    per_class = check_int(per_class, "per_class", minimum=1, maximum=100)
     return np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(len(CLASS_NAMES))])
 
 

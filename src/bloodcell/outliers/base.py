@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bloodcell.datasets.core import BloodCellDataset, as_images
-from bloodcell.errors import InvalidDtypeError, NotFittedError
+from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError, NotFittedError
 
 __all__ = ["OutlierDetector", "Detection", "DuplicateGroup", "ImageData"]
 
@@ -38,8 +38,8 @@ def as_image_data(data: Any) -> ImageData:
         return data
     if isinstance(data, (list, tuple)) or not hasattr(data, "shape"):
         raise InvalidDtypeError(
-            f"outlier detectors take a BloodCellDataset or a uint8 image array (N, H, W, 3), got "
-            f"{type(data).__name__}. Wrap arrays with bloodcell.datasets.BloodCellDataset(images, labels)."
+            "outlier detectors take a BloodCellDataset or a uint8 image array (N, H, W, 3). "
+            f"Received: data={type(data).__name__}. Wrap arrays with bloodcell.datasets.BloodCellDataset(images, labels)."
         )
     return ImageData(as_images(data), None, None)
 
@@ -155,7 +155,43 @@ class OutlierDetector:
         """``fit(dataset).predict(dataset)``."""
         return self.fit(dataset).predict(dataset)
 
+    # -- saving (no pickle) -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The hyper-parameters and what :meth:`fit` learned, as JSON-ready types.
+
+        Supported by the detectors whose fitted state is plain numbers (:class:`ImageQuality`,
+        :class:`StainProfile`); :meth:`from_dict` rebuilds the fitted detector.
+        """
+        self._check_fitted()
+        return {
+            "detector": type(self).__name__,
+            "params": self.get_params(),
+            "n_images_fit": int(self.n_images_fit_),
+            "state": self._get_state(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Any:
+        """The fitted detector saved by :meth:`to_dict`."""
+        try:
+            if data["detector"] != cls.__name__:
+                raise ValueError(f"it holds a {data['detector']!r}")
+            detector = cls(**data["params"])
+            detector._set_state(data["state"])
+            detector.n_images_fit_ = int(data["n_images_fit"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidDataError(
+                f"Not a saved {cls.__name__} ({err!r}); save one with {cls.__name__}.to_dict()."
+            ) from err
+        return detector
+
     # -- for subclasses ---------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        raise ConfigurationError(f"{type(self).__name__} cannot be saved as JSON (to_dict).")
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        raise ConfigurationError(f"{type(self).__name__} cannot be loaded from JSON (from_dict).")
+
     def _fit(self, data: ImageData, verbose: bool) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 

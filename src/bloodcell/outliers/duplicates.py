@@ -6,8 +6,8 @@ from typing import Literal
 
 import numpy as np
 
+from bloodcell._validation import check_choice, check_int, is_integer
 from bloodcell.datasets.hashing import identical_groups
-from bloodcell.errors import ConfigurationError
 from bloodcell.outliers.base import Detection, DuplicateGroup, ImageData, OutlierDetector
 from bloodcell.outliers.perceptual import HashMethod, hash_groups, perceptual_hash
 
@@ -17,8 +17,7 @@ Keep = Literal["first", "none"]
 
 
 def _check_keep(keep: str) -> None:
-    if keep not in ("first", "none"):
-        raise ConfigurationError(f"keep must be 'first' or 'none', got {keep!r}.")
+    check_choice(keep, "keep", ("first", "none"))
 
 
 def _group_detection(
@@ -153,13 +152,8 @@ class NearDuplicates(OutlierDetector):
 
     def _check(self) -> None:
         _check_keep(self.keep)
-        bits = self.hash_size * self.hash_size if isinstance(self.hash_size, int) else 0
-        if not isinstance(self.max_distance, (int, np.integer)) or not 0 <= self.max_distance < max(bits, 1):
-            raise ConfigurationError(
-                f"max_distance must be a whole number of bits in [0, {bits}) "
-                f"for hash_size={self.hash_size!r}, "
-                f"got {self.max_distance!r}."
-            )
+        bits = self.hash_size * self.hash_size if is_integer(self.hash_size) else 1
+        check_int(self.max_distance, "max_distance", minimum=0, maximum=max(bits - 1, 0))
 
     def _fit(self, data: ImageData, verbose: bool) -> None:
         self._check()

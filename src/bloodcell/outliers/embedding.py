@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bloodcell._progress import Progress
+from bloodcell._validation import check_choice, check_int
 from bloodcell.errors import ConfigurationError, InvalidDataError
 from bloodcell.outliers.base import Detection, FeatureCache, ImageData, OutlierDetector
 
@@ -143,14 +144,8 @@ class EmbeddingOutliers(OutlierDetector):
         return float(DEFAULT_THRESHOLDS[self.method] if self.threshold is None else self.threshold)
 
     def _check(self) -> None:
-        if self.method not in DEFAULT_THRESHOLDS:
-            raise ConfigurationError(f"method must be 'isolation_forest' or 'lof', got {self.method!r}.")
-        if self.n_components is not None and (
-            not isinstance(self.n_components, int) or self.n_components < 1
-        ):
-            raise ConfigurationError(
-                f"n_components must be a positive integer or None, got {self.n_components!r}."
-            )
+        check_choice(self.method, "method", tuple(DEFAULT_THRESHOLDS))
+        check_int(self.n_components, "n_components", minimum=1, allow_none=True)
 
     def embed(self, dataset: Any, *, verbose: bool = False) -> np.ndarray:
         """The raw features of each image, float32 (N, D)."""

@@ -2,9 +2,10 @@
 
 Written here with NumPy rather than taken from ``imagehash`` because that package hashes one PIL
 image at a time; these functions hash a whole uint8 batch with a few array operations (area resize
-and DCT folded into two small matrix products): 3× faster than ``imagehash`` on the 11,919 pbc96
-training images in the project's benchmark. The hashes follow the same recipes (pHash: the signs
-of the lowest DCT frequencies against their median; dHash: the signs of horizontal gradients).
+and DCT folded into two small matrix products), so hashing a whole dataset costs a fraction of
+the per-image loop (benchmarks/RESULTS.md, "Perceptual hash speed"). The hashes follow the same
+recipes (pHash: the signs of the lowest DCT frequencies against their median; dHash: the signs of
+horizontal gradients).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from bloodcell._progress import Progress
+from bloodcell._validation import check_choice, is_integer, received
 from bloodcell.errors import ConfigurationError
 
 __all__ = ["perceptual_hash", "hash_groups", "hamming_distances"]
@@ -74,11 +76,10 @@ def perceptual_hash(
         >>> h.shape, int(hamming_distances(h[:1], h)[0, 0])
         ((2, 8), 0)
     """
-    if method not in ("phash", "dhash"):
-        raise ConfigurationError(f"method must be 'phash' or 'dhash', got {method!r}.")
-    if not isinstance(hash_size, (int, np.integer)) or hash_size < 2 or (hash_size * hash_size) % 8:
+    check_choice(method, "method", ("phash", "dhash"))
+    if not is_integer(hash_size) or hash_size < 2 or (hash_size * hash_size) % 8:
         raise ConfigurationError(
-            f"hash_size must be an integer ≥ 2 with hash_size**2 divisible by 8, got {hash_size!r}."
+            f"hash_size must be an integer ≥ 2 with hash_size**2 divisible by 8. {received('hash_size', hash_size)}"
         )
     out = np.empty((len(images), hash_size * hash_size // 8), np.uint8)
     if method == "phash":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from bloodcell._progress import Progress
-from bloodcell.errors import ConfigurationError
+from bloodcell._validation import check_number
 from bloodcell.outliers.base import Detection, FeatureCache, ImageData, OutlierDetector
 
 __all__ = ["ImageQuality", "quality_measures"]
@@ -87,9 +89,8 @@ class ImageQuality(OutlierDetector):
     fraction divided by the image's ratio to typical (e.g. ``dark / (brightness / typical)``); so
     the default threshold is 1.0: an image is flagged exactly when one check's ratio falls below
     its cut-off, and a score of 2 means twice as far past it. Set a fraction to ``None`` to turn
-    that check off. The defaults leave a margin on real PBC cells: over the 11,919 pbc96 training
-    images the lowest ratios were about 0.85 (brightness), 0.31 (contrast), 0.5 (sharpness) and
-    0.3 (colourfulness).
+    that check off. Each default sits below the lowest ratio that real PBC cells reach, so a
+    well-taken cell is never flagged and only an image far from the set's typical one is.
 
     Args:
         dark: Fraction of the typical brightness below which an image is dark.
@@ -128,8 +129,7 @@ class ImageQuality(OutlierDetector):
     def _cutoffs(self) -> dict[str, float | None]:
         cut = {r: getattr(self, r) for r in self.reasons}
         for reason, value in cut.items():
-            if value is not None and (isinstance(value, bool) or not 0 < float(value) < 1):
-                raise ConfigurationError(f"{reason} must be a fraction in (0, 1) or None, got {value!r}.")
+            check_number(value, reason, low=0, high=1, low_open=True, high_open=True, allow_none=True)
         return cut
 
     def _fit(self, data: ImageData, verbose: bool) -> None:
@@ -138,6 +138,13 @@ class ImageQuality(OutlierDetector):
         measures = self._cache.put(data.images, quality_measures(data.images, verbose=verbose))
         typical = np.median(np.unique(measures, axis=0), axis=0)
         self.typical_ = dict(zip(MEASURES, typical.tolist()))
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"typical": dict(self.typical_)}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.typical_ = {m: float(state["typical"][m]) for m in MEASURES}
+        self._cache = FeatureCache()
 
     def ratios(self, dataset: object, *, verbose: bool = False) -> dict[str, np.ndarray]:
         """Each image's ratio to typical for every check (the quantities the cut-offs apply to)."""

@@ -142,7 +142,9 @@ class OutlierReport:
         """
         dataset = self.dataset if dataset is None else dataset
         if not isinstance(dataset, BloodCellDataset):
-            raise InvalidDtypeError(f"clean() takes a BloodCellDataset, got {type(dataset).__name__}.")
+            raise InvalidDtypeError(
+                f"clean() takes a BloodCellDataset. Received: dataset={type(dataset).__name__}."
+            )
         if len(dataset) != len(self.dataset) or _fingerprint(dataset) != self._fingerprint:
             raise InvalidDataError(
                 f"this report was made for a dataset of {len(self.dataset)} images, and the one given "
@@ -240,8 +242,8 @@ def _named(detectors: Any) -> dict[str, OutlierDetector]:
     for key, det in items:
         if not isinstance(det, OutlierDetector):
             raise ConfigurationError(
-                f"detectors must be OutlierDetector instances (e.g. bc.outliers.ImageQuality()), got "
-                f"{type(det).__name__}."
+                "detectors must be OutlierDetector instances (e.g. bc.outliers.ImageQuality()). "
+                f"Received: detector={type(det).__name__}."
             )
         name = key or det.name
         base, k = name, 2
@@ -278,7 +280,7 @@ def find_outliers(
     """
     if not isinstance(dataset, BloodCellDataset):
         raise InvalidDtypeError(
-            f"find_outliers() takes a BloodCellDataset, got {type(dataset).__name__}. "
+            f"find_outliers() takes a BloodCellDataset. Received: dataset={type(dataset).__name__}. "
             "Wrap arrays with bloodcell.datasets.BloodCellDataset(images, labels)."
         )
     dataset.check_not_empty("find_outliers()")

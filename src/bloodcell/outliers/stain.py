@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from bloodcell._progress import Progress
-from bloodcell.errors import ConfigurationError, EmptyDatasetError
+from bloodcell._validation import check_int, check_positive
+from bloodcell.errors import EmptyDatasetError
 from bloodcell.outliers.base import Detection, FeatureCache, ImageData, OutlierDetector, as_image_data
 
 __all__ = ["StainProfile", "colour_features"]
@@ -104,15 +107,8 @@ class StainProfile(OutlierDetector):
         self.threshold = threshold
 
     def _check(self) -> None:
-        k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigurationError(f"n_neighbors must be a positive integer, got {k!r}.")
-        if (
-            isinstance(self.threshold, bool)
-            or not isinstance(self.threshold, (int, float))
-            or self.threshold <= 0
-        ):
-            raise ConfigurationError(f"threshold must be a positive number, got {self.threshold!r}.")
+        check_int(self.n_neighbors, "n_neighbors", minimum=1)
+        check_positive(self.threshold, "threshold")
 
     def _kth_distance(self, z: np.ndarray) -> np.ndarray:
         """Distance of each row to its k-th nearest fitted row, not counting the row itself."""
@@ -136,8 +132,32 @@ class StainProfile(OutlierDetector):
         self.scale_ = np.maximum(1.4826 * np.median(np.abs(unique - self.center_), axis=0), 0.5)
         z = (unique - self.center_) / self.scale_
         self.k_ = int(min(self.n_neighbors, len(unique) - 1))
+        self.reference_ = z
         self.neighbors_ = NearestNeighbors().fit(z)
         self.typical_distance_ = float(max(np.median(self._kth_distance(z)), 1e-6))
+
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "center": self.center_.tolist(),
+            "scale": self.scale_.tolist(),
+            "k": self.k_,
+            "typical_distance": self.typical_distance_,
+            "reference": self.reference_.tolist(),
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
+        self._check()
+        self.center_ = np.asarray(state["center"], np.float64)
+        self.scale_ = np.asarray(state["scale"], np.float64)
+        self.k_ = int(state["k"])
+        self.typical_distance_ = float(state["typical_distance"])
+        self.reference_ = np.asarray(state["reference"], np.float64).reshape(-1, len(FEATURES))
+        if self.center_.shape != (len(FEATURES),) or not 1 <= self.k_ < len(self.reference_):
+            raise ValueError("the fitted state does not match the colour features")
+        self.neighbors_ = NearestNeighbors().fit(self.reference_)
+        self._cache = FeatureCache()
 
     def _detect(self, data: ImageData, verbose: bool) -> Detection:
         self._check()

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import io
 import zlib
 from collections.abc import Callable, Mapping
@@ -31,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._validation import check_seed
+from bloodcell._validation import check_seed, is_integer, received, suggest
 from bloodcell.datasets.core import BloodCellDataset, as_images
 from bloodcell.errors import ConfigurationError, InvalidDtypeError, UnknownNameError
+from bloodcell.stain.density import STAIN_VECTORS, UNMIX, optical_density, transmitted
 
 __all__ = [
     "Corruption",
@@ -140,23 +140,16 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # Stain and colour
 # ---------------------------------------------------------------------------------------------
-# Haematoxylin, eosin and residual optical-density directions (Ruifrok & Johnston 2001).
-_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], np.float32)
-_HED /= np.linalg.norm(_HED, axis=1, keepdims=True)
-_HED_INV = np.linalg.inv(_HED).astype(np.float32)
-
-
 def _hed_shift(x8: np.ndarray, strength: float, rngs: list[np.random.Generator]) -> np.ndarray:
     # Stain amounts live in optical density (Beer–Lambert): scale and offset the H and E amounts.
-    od = -np.log(np.clip(_float(x8), 1.0 / 255.0, 1.0))
-    stains = od @ _HED_INV
+    stains = optical_density(x8) @ UNMIX
     draws = np.array([r.uniform(0.5, 1.0, 4) * np.where(r.random(4) < 0.5, -1, 1) for r in rngs], np.float32)
     scale = np.ones((len(x8), 3), np.float32)
     shift = np.zeros((len(x8), 3), np.float32)
     scale[:, :2] += strength * draws[:, :2]
     shift[:, :2] = 0.25 * strength * draws[:, 2:]
     stains = stains * scale[:, None, None, :] + shift[:, None, None, :]
-    return np.exp(-np.maximum(stains @ _HED, 0.0))
+    return transmitted(np.maximum(stains @ STAIN_VECTORS, 0.0)) / 255.0
 
 
 def _hue_shift(x8: np.ndarray, degrees: float, rngs: list[np.random.Generator]) -> np.ndarray:
@@ -427,20 +420,19 @@ def get_corruption(kind: str) -> Corruption:
         UnknownNameError: for a name that is not in the suite (the message lists the closest names).
     """
     if not isinstance(kind, str):
-        raise InvalidDtypeError(f"A corruption kind is a name (str), got {type(kind).__name__}.")
+        raise InvalidDtypeError(f"A corruption kind is a name (str). {received('kind', kind)}")
     if kind not in CORRUPTIONS:
-        close = difflib.get_close_matches(kind, list(CORRUPTIONS), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise UnknownNameError(
-            f"Unknown corruption {kind!r}.{hint} Kinds: {', '.join(CORRUPTIONS)} (bloodcell.robustness.list_corruptions())."
+            f"Unknown corruption {kind!r}.{suggest(kind, CORRUPTIONS, cutoff=0.4)} Kinds: "
+            f"{', '.join(CORRUPTIONS)} (bloodcell.robustness.list_corruptions()). {received('kind', kind)}"
         )
     return CORRUPTIONS[kind]
 
 
 def _check_severity(severity: Any) -> int:
-    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
+    if not is_integer(severity) or not 1 <= severity <= 5:
         raise ConfigurationError(
-            f"severity must be an integer from 1 (mild) to 5 (severe), got {severity!r}."
+            f"severity must be an integer from 1 (mild) to 5 (severe). {received('severity', severity)}"
         )
     return int(severity)
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_text, read_json_object
-from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError
+from bloodcell._io import atomic_write_text, read_json_object, write_json
+from bloodcell._validation import check_int, check_seed, is_integer, received
+from bloodcell.errors import ConfigurationError, InvalidDataError
 from bloodcell.robustness.corruptions import CORRUPTIONS, SEVERITIES, _check_severity, corrupt, get_corruption
 
 __all__ = ["RobustnessReport", "evaluate_robustness"]
@@ -208,10 +209,7 @@ class RobustnessReport:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The report as JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            atomic_write_text(path, text + "\n")
-        return text
+        return write_json(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RobustnessReport:
@@ -280,49 +278,61 @@ def _ratio(value: float, clean: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------
+def _comma_string(value: str, name: str) -> list[str]:
+    """The parts of a comma-separated string passed where a list is meant (deprecated)."""
+    warnings.warn(
+        f"evaluate_robustness(): {name} as one comma-separated string is deprecated and will be "
+        f"removed; pass a list, e.g. {name}={[p.strip() for p in value.split(',') if p.strip()]!r}.",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def _as_kinds(kinds: str | Sequence[str] | None) -> tuple[str, ...]:
     if kinds is None:
         return tuple(CORRUPTIONS)
-    if isinstance(kinds, str):  # "jpeg,gamma" from a command line
-        kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+    if isinstance(kinds, str):
+        kinds = _comma_string(kinds, "kinds") if "," in kinds else [kinds]
     kinds = tuple(kinds)
     if not kinds:
         raise ConfigurationError(
-            "kinds is empty; pass None for the whole suite or names from list_corruptions()."
+            "kinds must name at least one corruption (names from list_corruptions()), or be None for "
+            f"the whole suite. {received('kinds', kinds)}"
         )
     for k in kinds:
         get_corruption(k)
     if len(set(kinds)) != len(kinds):
-        raise ConfigurationError(f"kinds holds repeated names: {list(kinds)}.")
+        raise ConfigurationError(f"kinds holds repeated names. {received('kinds', list(kinds))}")
     return kinds
 
 
 def _as_severities(severities: int | str | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(severities, str):  # "1,3,5" from a command line
-        try:
-            severities = [int(s) for s in severities.split(",") if s.strip()]
-        except ValueError as err:
+    if isinstance(severities, str):
+        parts = _comma_string(severities, "severities")
+        if not all(part.lstrip("-").isdigit() for part in parts):
             raise ConfigurationError(
-                f"severities must be integers 1..5 like '1,3,5', got {severities!r}."
-            ) from err
-    if isinstance(severities, (int, np.integer)):
+                f"severities must be integers from 1 to 5. {received('severities', severities)}"
+            )
+        severities = [int(part) for part in parts]
+    if is_integer(severities):
         severities = [severities]
     out = tuple(_check_severity(s) for s in severities)
     if not out or len(set(out)) != len(out):
-        raise ConfigurationError(f"severities must be distinct integers from 1 to 5, got {list(out)}.")
+        raise ConfigurationError(
+            f"severities must be distinct integers from 1 to 5. {received('severities', list(out))}"
+        )
     return out
 
 
-def _as_model(model: Any) -> tuple[Any, str]:
-    if isinstance(model, (str, os.PathLike)):
-        from bloodcell.models import load_model
+def _model_and_name(model: Any) -> tuple[Any, str]:
+    """The model (:func:`bloodcell.models.as_model`) and the name the report gives it: its file's or its own."""
+    from bloodcell.models import as_model
 
-        return load_model(model), Path(model).name
-    if not hasattr(model, "predict"):
-        raise InvalidDtypeError(
-            f"model must be a Keras model (or a .keras file path), got {type(model).__name__}."
-        )
-    return model, str(getattr(model, "name", type(model).__name__))
+    if isinstance(model, (str, os.PathLike)):
+        return as_model(model), Path(model).name
+    model = as_model(model)
+    return model, str(model.name)
 
 
 def _predictor(model: Any, batch_size: int, tta: str | Sequence[str] | None) -> Any:
@@ -354,9 +364,11 @@ def evaluate_robustness(
             safe mode).
         dataset: The labelled images: a :class:`~bloodcell.datasets.BloodCellDataset`, a
             class-folder root, an ``.npz`` file, or ``"sample"``.
-        kinds: Corruption kinds (names or one comma-separated string); None: the whole suite
-            (:func:`~bloodcell.robustness.list_corruptions`).
-        severities: Severities to test, integers 1..5 (or ``"1,3,5"``).
+        kinds: Corruption kind names (a list, or one name); None: the whole suite
+            (:func:`~bloodcell.robustness.list_corruptions`). One comma-separated string
+            (``"jpeg,gamma"``) still works but is deprecated.
+        severities: Severities to test, integers 1..5 (a list, or one). A comma-separated string
+            (``"1,3,5"``) still works but is deprecated.
         batch_size: Images per prediction batch.
         seed: Seed of the corruptions (each image's random draws; the same for every model).
         tta: Test-time augmentation passed to :func:`bloodcell.tta.predict`: ``"d4"``, ``"flips"``,
@@ -380,9 +392,9 @@ def evaluate_robustness(
     """
     kinds = _as_kinds(kinds)
     severities = _as_severities(severities)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    model, model_name = _as_model(model)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    seed = check_seed(seed)
+    model, model_name = _model_and_name(model)
     from bloodcell import datasets
 
     data = datasets.load(dataset)

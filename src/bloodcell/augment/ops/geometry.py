@@ -1,30 +1,15 @@
-"""Batched image operations with a magnitude per image: the primitives of AugMix and RandomGeometric.
+"""Geometry: one resampler, :func:`affine_transform`, for every affine map (rotate, shear, translate).
 
-Every function takes a batch ``images`` of shape (N, H, W, C) with values in 0–255, as uint8 or
-float, and returns a batch of the same shape and dtype. Magnitudes (``degrees``, ``bits``,
-``factor``...) are a number for the whole batch or a tensor of shape (N,) with one value per image.
-Everything is TensorFlow graph code: the functions run eagerly, inside ``tf.data`` maps, inside
-Keras models and on a GPU.
-
-The colour operations follow Pillow exactly on uint8 images (tested against ``PIL.ImageOps`` and
-``PIL.ImageEnhance``): :func:`autocontrast`, :func:`equalize`, :func:`posterize` and
-:func:`solarize` are lookup tables on the 8-bit levels (float inputs are rounded to the nearest
-level first), and the ``ImageEnhance`` blends (:func:`brightness`, :func:`contrast`, :func:`color`,
-:func:`sharpness`) truncate to uint8 as Pillow does; on float inputs they blend in float.
-
-The geometric operations share one resampler, :func:`affine_transform`: the transform maps each
-output pixel to the input position it samples, in pixel-centre coordinates, like Pillow's
-``Image.transform(..., Image.AFFINE, data)`` and TensorFlow's projective transforms.
-:func:`rotate` turns counter-clockwise as ``PIL.Image.rotate`` does; shears act about the image
-centre so that a centred cell stays centred.
+The transform maps each output pixel to the input position it samples, in pixel-centre
+coordinates, like Pillow's ``Image.transform(..., Image.AFFINE, data)`` and TensorFlow's projective
+transforms. :func:`rotate` turns counter-clockwise as ``PIL.Image.rotate`` does; shears act about
+the image centre so that a centred cell stays centred.
 
 Example:
     >>> import numpy as np
-    >>> from bloodcell.augment import ops
-    >>> images = np.full((2, 8, 8, 3), 100, np.uint8)
-    >>> out = ops.solarize(images, threshold=[50, 200])   # one threshold per image
-    >>> out[:, 0, 0, 0].numpy()
-    array([155, 100], dtype=uint8)
+    >>> images = np.zeros((1, 4, 4, 3), np.uint8); images[0, 0, 0] = 255
+    >>> int(translate_x(images, 1)[0, 0, 1, 0])
+    255
 """
 
 from __future__ import annotations
@@ -34,344 +19,28 @@ import math
 import sys
 from typing import Any
 
-from bloodcell.errors import ConfigurationError, InvalidDataError
+from bloodcell._validation import check_choice
+from bloodcell.augment.ops._input import _check_images, _per_image, _tf, _to_dtype
+from bloodcell.errors import InvalidDataError
 
 __all__ = [
     "affine_transform",
-    "autocontrast",
-    "brightness",
-    "color",
-    "contrast",
-    "equalize",
-    "posterize",
     "rotate",
-    "sharpness",
     "shear_x",
     "shear_y",
-    "solarize",
     "translate_x",
     "translate_y",
+    "FILL_MODES",
+    "INTERPOLATIONS",
 ]
 
 INTERPOLATIONS = ("bilinear", "nearest")
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 
-# Pillow's integer grey level: L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16 (ITU-R 601-2 luma).
-_LUMA = (19595, 38470, 7471)
 
-
-# ----------------------------------------------------------------------------------------------
-# input handling
-# ----------------------------------------------------------------------------------------------
-def _tf() -> Any:
-    import tensorflow as tf
-
-    return tf
-
-
-def _check_images(images: Any, name: str = "images", channels: int | None = None) -> Any:
-    """Return ``images`` as a tensor after checking its rank (and channel count when given)."""
-    tf = _tf()
-    x = images if isinstance(images, (tf.Tensor, tf.Variable)) else tf.convert_to_tensor(images)
-    if x.shape.rank is not None and x.shape.rank != 4:
-        raise InvalidDataError(
-            f"{name} must be a batch of shape (N, H, W, C), got shape {tuple(x.shape)}; "
-            "add a batch axis with images[None] for a single image."
-        )
-    if channels is not None and x.shape.rank == 4 and x.shape[-1] is not None and x.shape[-1] != channels:
-        raise InvalidDataError(
-            f"{name} must have {channels} colour channels (RGB), got shape {tuple(x.shape)}."
-        )
-    if not (x.dtype.is_floating or x.dtype.is_integer):
-        raise InvalidDataError(f"{name} must hold numbers (uint8 or float, 0–255), got dtype {x.dtype.name}.")
-    return x
-
-
-def _per_image(value: Any, images: Any, name: str, dtype: Any = None) -> Any:
-    """A magnitude as a tensor of shape (N,): a number is repeated, a vector must have N entries."""
-    tf = _tf()
-    dtype = dtype or tf.float32
-    v = tf.cast(tf.convert_to_tensor(value), dtype)
-    if v.shape.rank not in (0, 1):
-        raise InvalidDataError(
-            f"{name} must be a number or a vector with one value per image, got shape {v.shape}."
-        )
-    n = tf.shape(images)[0]
-    if v.shape.rank == 0:
-        return tf.fill([n], v)
-    if v.shape[0] is not None and images.shape[0] is not None and v.shape[0] != images.shape[0]:
-        raise InvalidDataError(f"{name} has {v.shape[0]} values for a batch of {images.shape[0]} images.")
-    return v
-
-
-def _levels(images: Any) -> Any:
-    """The 8-bit levels of a batch as int32: uint8 as is, floats rounded and clipped to 0..255."""
-    tf = _tf()
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.int32)
-    x = tf.cast(images, tf.float32)
-    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.int32)
-
-
-def _to_dtype(x: Any, dtype: Any, *, truncate: bool = False) -> Any:
-    """Float32 values back to ``dtype``: uint8 is clipped and rounded (or truncated, as Pillow blends)."""
-    tf = _tf()
-    if dtype == tf.uint8:
-        x = tf.clip_by_value(x, 0.0, 255.0)
-        return tf.cast(tf.floor(x) if truncate else tf.round(x), tf.uint8)
-    if dtype.is_integer:
-        return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), dtype)
-    return tf.cast(x, dtype)
-
-
-# ----------------------------------------------------------------------------------------------
-# lookup tables (the colour ops of ImageOps)
-# ----------------------------------------------------------------------------------------------
-def _histograms(levels: Any) -> Any:
-    """Per image and channel histograms (N, C, 256), int32, of int32 levels (N, H, W, C)."""
-    tf = _tf()
-    n, c = tf.shape(levels)[0], tf.shape(levels)[3]
-    rows = tf.reshape(tf.range(n * c) * 256, tf.stack([n, 1, 1, c]))
-    ids = tf.reshape(levels + rows, [-1])
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(ids), ids, n * c * 256)
-    return tf.reshape(counts, tf.stack([n, c, 256]))
-
-
-def _identity_lut(shape_like: Any) -> Any:
-    tf = _tf()
-    return tf.broadcast_to(tf.range(256, dtype=tf.int32), tf.shape(shape_like))
-
-
-def _autocontrast_lut(hist: Any) -> Any:
-    """``ImageOps.autocontrast`` (cutoff 0): stretch each channel's [lowest, highest] level to [0, 255]."""
-    tf = _tf()
-    idx = tf.range(256, dtype=tf.int32)
-    present = hist > 0
-    lo = tf.reduce_min(tf.where(present, idx, 256), -1, keepdims=True)
-    hi = tf.reduce_max(tf.where(present, idx, -1), -1, keepdims=True)
-    # float64 like Pillow's Python arithmetic, so int() truncation lands on the same level.
-    scale = 255.0 / tf.cast(tf.maximum(hi - lo, 1), tf.float64)
-    offset = -tf.cast(lo, tf.float64) * scale
-    lut = tf.cast(tf.cast(idx, tf.float64) * scale + offset, tf.int32)  # int() truncates toward zero
-    lut = tf.clip_by_value(lut, 0, 255)
-    return tf.where(hi <= lo, idx, lut)
-
-
-def _exclusive_cumsum(x: Any) -> Any:
-    """Exclusive running sum over the last axis (256 levels) by doubling: 8 shifted adds.
-
-    Exact for integers, and twice as fast under XLA on a CPU as ``tf.cumsum``.
-    """
-    tf = _tf()
-    pad = [[0, 0]] * (x.shape.rank - 1)
-    shift = 1
-    while shift < 256:
-        x = x + tf.pad(x[..., :-shift], [*pad, [shift, 0]])
-        shift *= 2
-    return tf.pad(x[..., :-1], [*pad, [1, 0]])
-
-
-def _equalize_lut(hist: Any) -> Any:
-    """``ImageOps.equalize``: Pillow's cumulative-histogram table, channel by channel."""
-    tf = _tf()
-    idx = tf.range(256, dtype=tf.int32)
-    present = hist > 0
-    n_levels = tf.reduce_sum(tf.cast(present, tf.int32), -1, keepdims=True)
-    last = tf.reduce_max(tf.where(present, idx, -1), -1, keepdims=True)
-    last_count = tf.reduce_sum(tf.where(idx == last, hist, 0), -1, keepdims=True)
-    total = tf.reduce_sum(hist, -1, keepdims=True)
-    step = (total - last_count) // 255
-    cumulative = _exclusive_cumsum(hist)
-    lut = tf.minimum((step // 2 + cumulative) // tf.maximum(step, 1), 255)
-    return tf.where((n_levels <= 1) | (step == 0), idx, lut)
-
-
-def _posterize_lut(bits: Any, levels: Any = None) -> Any:
-    """``ImageOps.posterize``: keep the top ``bits`` bits (shape (..., 1)) of ``levels`` (all 256 by default)."""
-    tf = _tf()
-    idx = tf.range(256, dtype=tf.int32) if levels is None else levels
-    keep = 256 - tf.bitwise.left_shift(1, 8 - bits)  # ~(2**(8-bits) - 1) & 0xFF
-    return tf.bitwise.bitwise_and(idx, keep)
-
-
-def _solarize_lut(threshold: Any, levels: Any = None) -> Any:
-    """``ImageOps.solarize``: invert the ``levels`` (all 256 by default) at or above ``threshold`` (shape (..., 1))."""
-    tf = _tf()
-    idx = tf.range(256, dtype=tf.int32) if levels is None else levels
-    return tf.where(idx < threshold, idx, 255 - idx)
-
-
-def _blend_lut(degenerate: Any, factor: Any, levels: Any = None) -> Any:
-    """Pillow's ``Image.blend(degenerate, image, factor)`` of ``levels`` (all 256 by default): truncated, clipped."""
-    tf = _tf()
-    idx = tf.range(256, dtype=tf.float32) if levels is None else tf.cast(levels, tf.float32)
-    out = degenerate + factor * (idx - degenerate)
-    return tf.cast(tf.floor(tf.clip_by_value(out, 0.0, 255.0)), tf.int32)
-
-
-def _apply_lut(levels: Any, luts: Any) -> Any:
-    """Map int32 levels (N, H, W, C) through per-image, per-channel tables (N, C, 256); int32 out."""
-    tf = _tf()
-    n, c = tf.shape(levels)[0], tf.shape(levels)[3]
-    rows = tf.reshape(tf.range(n * c) * 256, tf.stack([n, 1, 1, c]))
-    return tf.gather(tf.reshape(luts, [-1]), levels + rows)
-
-
-def _lut_op(images: Any, make_lut: Any) -> Any:
-    tf = _tf()
-    x = _check_images(images)
-    levels = _levels(x)
-    out = _apply_lut(levels, make_lut(levels))
-    return tf.cast(out, x.dtype)
-
-
-def autocontrast(images: Any) -> Any:
-    """Stretch each channel so its darkest level becomes 0 and its brightest 255 (``ImageOps.autocontrast``).
-
-    Example:
-        >>> import numpy as np
-        >>> img = np.full((1, 4, 4, 3), 50, np.uint8)
-        >>> img[:, :2] = 150                      # two grey levels, 50 and 150
-        >>> out = autocontrast(img).numpy()
-        >>> int(out.min()), int(out.max())
-        (0, 255)
-    """
-    return _lut_op(images, lambda levels: _autocontrast_lut(_histograms(levels)))
-
-
-def equalize(images: Any) -> Any:
-    """Equalise each channel's histogram (``ImageOps.equalize``)."""
-    return _lut_op(images, lambda levels: _equalize_lut(_histograms(levels)))
-
-
-def posterize(images: Any, bits: Any) -> Any:
-    """Keep the ``bits`` most significant bits of each level (1–8; ``ImageOps.posterize``).
-
-    Example:
-        >>> import numpy as np
-        >>> int(posterize(np.full((1, 2, 2, 3), 200, np.uint8), bits=2)[0, 0, 0, 0])
-        192
-    """
-    tf = _tf()
-    x = _check_images(images)
-    b = _per_image(bits, x, "bits", tf.int32)
-    if isinstance(bits, (int, float)) and not 1 <= bits <= 8:
-        raise ConfigurationError(f"bits must lie in 1..8, got {bits!r}.")
-    b = tf.clip_by_value(b, 1, 8)
-    return _lut_op(
-        x,
-        lambda levels: tf.broadcast_to(
-            _posterize_lut(b[:, None, None]), [tf.shape(x)[0], tf.shape(x)[3], 256]
-        ),
-    )
-
-
-def solarize(images: Any, threshold: Any = 128) -> Any:
-    """Invert every level at or above ``threshold`` (``ImageOps.solarize``); 256 changes nothing."""
-    tf = _tf()
-    x = _check_images(images)
-    t = _per_image(threshold, x, "threshold", tf.int32)
-    return _lut_op(
-        x,
-        lambda levels: tf.broadcast_to(
-            _solarize_lut(t[:, None, None]), [tf.shape(x)[0], tf.shape(x)[3], 256]
-        ),
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# ImageEnhance blends
-# ----------------------------------------------------------------------------------------------
-def _grey(x: Any, integer: bool) -> Any:
-    """Pillow's "L" conversion of RGB (N, H, W, 3) → (N, H, W, 1); rounded as Pillow when asked."""
-    tf = _tf()
-    r, g, b = x[..., 0:1], x[..., 1:2], x[..., 2:3]
-    if integer:
-        xi = tf.cast(x, tf.int32)
-        luma = xi[..., 0:1] * _LUMA[0] + xi[..., 1:2] * _LUMA[1] + xi[..., 2:3] * _LUMA[2]
-        return tf.cast(tf.bitwise.right_shift(luma + 0x8000, 16), tf.float32)
-    return (r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]) / 65536.0
-
-
-def _blend(images: Any, degenerate: Any, factor: Any) -> Any:
-    """``Image.blend(degenerate, images, factor)`` per image, back in the input dtype."""
-    tf = _tf()
-    x = tf.cast(images, tf.float32)
-    f = factor[:, None, None, None]
-    return _to_dtype(degenerate + f * (x - degenerate), images.dtype, truncate=True)
-
-
-def brightness(images: Any, factor: Any) -> Any:
-    """Scale brightness: 0 gives black, 1 the original (``ImageEnhance.Brightness``)."""
-    x = _check_images(images)
-    return _blend(x, 0.0, _per_image(factor, x, "factor"))
-
-
-def contrast(images: Any, factor: Any) -> Any:
-    """Blend with the mean grey level: 0 gives flat grey, 1 the original (``ImageEnhance.Contrast``)."""
-    tf = _tf()
-    x = _check_images(images, channels=3)
-    integer = x.dtype.is_integer
-    mean = tf.reduce_mean(_grey(tf.cast(x, tf.float32), integer), axis=[1, 2, 3], keepdims=True)
-    if integer:
-        mean = tf.floor(mean + 0.5)  # Pillow: int(mean + 0.5)
-    return _blend(x, mean, _per_image(factor, x, "factor"))
-
-
-def color(images: Any, factor: Any) -> Any:
-    """Blend with the grey version: 0 gives black and white, 1 the original (``ImageEnhance.Color``)."""
-    tf = _tf()
-    x = _check_images(images, channels=3)
-    grey = _grey(tf.cast(x, tf.float32), x.dtype.is_integer)
-    return _blend(x, grey, _per_image(factor, x, "factor"))
-
-
-def _smooth_plane(plane: Any, channels: int) -> Any:
-    """Pillow's ``ImageFilter.SMOOTH`` (3×3 kernel 1 1 1 / 1 5 1 / 1 1 1, ÷13) on (N, H, W·C) float
-    planes: the (N, H−2, (W−2)·C) interior. Nine shifted slices, which XLA and TensorFlow run far
-    faster than a depthwise convolution with a 3-channel kernel.
-    """
-    h, wc = plane.shape[1], plane.shape[2]
-    c = channels
-    total = 0.0
-    for dy in range(3):
-        for dx in range(3):
-            weight = 5.0 if (dy, dx) == (1, 1) else 1.0
-            total += weight * plane[:, dy : dy + h - 2, c * dx : c * dx + wc - 2 * c]
-    return total / 13.0
-
-
-def _smooth(x: Any) -> Any:
-    """``ImageFilter.SMOOTH`` on float32 (N, H, W, C), the one-pixel border kept as Pillow does."""
-    tf = _tf()
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    if h is None or w is None or c is None:
-        raise InvalidDataError(f"sharpness needs a known image size, got shape {tuple(x.shape)}.")
-    plane = tf.reshape(x, tf.stack([-1, h, w * c]))
-    inner = tf.pad(_smooth_plane(plane, c), [[0, 0], [1, 1], [c, c]])
-    border = tf.pad(tf.zeros([h - 2, (w - 2) * c]), [[1, 1], [c, c]], constant_values=1.0)
-    return tf.reshape(border * plane + (1.0 - border) * inner, tf.shape(x))
-
-
-def sharpness(images: Any, factor: Any) -> Any:
-    """Blend with a smoothed copy: 0 blurs, 1 is the original, 2 sharpens (``ImageEnhance.Sharpness``)."""
-    tf = _tf()
-    x = _check_images(images)
-    xf = tf.cast(x, tf.float32)
-    smooth = _smooth(xf)
-    if x.dtype.is_integer:
-        smooth = tf.round(smooth)  # Pillow's filter writes uint8
-    return _blend(x, smooth, _per_image(factor, x, "factor"))
-
-
-# ----------------------------------------------------------------------------------------------
-# geometry: one resampler for every affine map
-# ----------------------------------------------------------------------------------------------
 def _check_geometry(interpolation: str, fill_mode: str) -> None:
-    if interpolation not in INTERPOLATIONS:
-        raise ConfigurationError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
-    if fill_mode not in FILL_MODES:
-        raise ConfigurationError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}.")
+    check_choice(interpolation, "interpolation", INTERPOLATIONS)
+    check_choice(fill_mode, "fill_mode", FILL_MODES)
 
 
 def _map_coordinates(coords: Any, size: Any, fill_mode: str) -> Any:
