@@ -109,8 +109,8 @@ def _probabilities(model: Any, data: Any, batch_size: int, report: Any) -> np.nd
                 f"{'it holds none' if prob is None else f'it holds {len(prob)}'}."
             )
         return np.asarray(prob, np.float64)
-    from bloodcell.datasets import to_tf_dataset
     from bloodcell.metrics import restrict_to_classes
+    from bloodcell.pipeline import to_tf_dataset
 
     prob = model.predict(to_tf_dataset(data, batch_size=batch_size, shuffle=False), verbose=0)
     return restrict_to_classes(prob, model, data.class_names)

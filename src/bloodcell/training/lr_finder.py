@@ -166,7 +166,8 @@ def find_lr(
     """
     import tensorflow as tf
 
-    from bloodcell.datasets import BloodCellDataset, to_tf_dataset
+    from bloodcell.datasets import BloodCellDataset
+    from bloodcell.pipeline import to_tf_dataset
 
     start_lr = check_number(start_lr, "start_lr", low=0.0, low_open=True)
     end_lr = check_number(end_lr, "end_lr", low=0.0, low_open=True)
