@@ -95,6 +95,9 @@ def test_grad_cam_is_the_logit_weighted_feature_map(tiny, small_sample) -> None:
     pred = tiny.predict(images, verbose=0).argmax(axis=1)
     np.testing.assert_allclose(grad_cam(tiny, images), grad_cam(tiny, images, pred), atol=1e-6)
     assert grad_cam(tiny, images[0]).shape == (1, 96, 96)
+    # a calibration temperature after the softmax changes no heatmap
+    calibrated = bc.calibrate(tiny, small_sample)
+    np.testing.assert_allclose(grad_cam(calibrated, images), grad_cam(tiny, images), atol=1e-5)
 
 
 def test_grad_cam_finds_the_backbone_map_behind_a_cell_crop(small_sample, tmp_path) -> None:

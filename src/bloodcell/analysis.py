@@ -343,11 +343,17 @@ def _output_score(model: Any) -> tuple[Any, Any]:
 
     The scores are the logits when the model ends in a softmax Dense layer (on its own or as the
     last layer of a Sequential head, as bloodcell heads do): the softmax couples the classes and
-    saturates, so Grad-CAM's original choice is the score before it. Otherwise the outputs.
+    saturates, so Grad-CAM's original choice is the score before it (a calibration temperature
+    after the head is looked through). Otherwise the outputs.
     """
     import keras
 
-    last, last_input = _main_path(model)[-1]
+    from bloodcell.calibration.temperature import TemperatureScaling
+
+    path = _main_path(model)
+    while len(path) > 1 and isinstance(path[-1][0], TemperatureScaling):
+        path.pop()  # a temperature divides the logits by one positive number: same heatmaps
+    last, last_input = path[-1]
     inner = last.layers if isinstance(last, keras.Model) else [last]
     final = inner[-1] if inner else last
     if isinstance(final, keras.layers.Dense) and final.activation is keras.activations.softmax:
