@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 # Public subpackages and modules, imported lazily (PEP 562).
 _SUBMODULES = (
     "adapt",
+    "analysis",
     "augment",
     "backbones",
     "calibration",

@@ -640,3 +640,149 @@ def label_gallery(
         ax.imshow(dataset.images[int(row["position"])], interpolation="nearest")
         ax.set_title(f"#{row['position']} {row['given']}\n→ {row['suggested']}?", fontsize=7)
     return _save(fig, path, dpi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Error analysis: top losses and Grad-CAM (computed by bloodcell.analysis)
+# ---------------------------------------------------------------------------------------------
+__all__ += ["grad_cam_overlays", "top_losses_gallery"]
+
+
+def top_losses_gallery(
+    top: Any,
+    path: str | os.PathLike[str],
+    *,
+    columns: int = 4,
+    dpi: int = 120,
+) -> Path:
+    """A PNG grid of a model's worst images, highest loss first.
+
+    Each image is titled with its true class, the predicted class with its probability, the
+    probability of the true class, the loss and the image's row in the dataset.
+
+    Args:
+        top: A :class:`bloodcell.analysis.TopLosses` (from :func:`bloodcell.analysis.top_losses`).
+        path: The PNG file to write.
+        columns: Images per row.
+        dpi: Resolution.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> import tempfile, bloodcell as bc, keras
+        >>> data = bc.datasets.load_sample(per_class=1)
+        >>> model = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.GlobalAveragePooling2D(),
+        ...                           keras.layers.Dense(8, activation="softmax")])
+        >>> top_losses_gallery(bc.analysis.top_losses(model, data, k=4), tempfile.mkdtemp() + "/t.png").name
+        't.png'
+    """
+    from bloodcell._validation import check_int
+
+    if not hasattr(top, "losses") or not hasattr(top, "images"):
+        raise InvalidDtypeError(
+            f"top_losses_gallery() takes a bloodcell.analysis.TopLosses. Received: top={type(top).__name__}."
+        )
+    columns = check_int(columns, "columns", minimum=1)
+    plt = _pyplot()
+    n = len(top.losses)
+    n_cols = max(1, min(columns, n))
+    n_rows = max(1, -(-n // n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.3 * n_cols, 2.75 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    names = top.class_names
+    for i, ax in enumerate(axes.flat[:n]):
+        ax.imshow(top.images[i], interpolation="nearest")
+        ax.set_title(
+            f"true: {names[int(top.y_true[i])]}\n"
+            f"pred: {names[int(top.y_pred[i])]} ({top.prob_pred[i]:.0%})\n"
+            f"p(true) {top.prob_true[i]:.1%} · loss {top.losses[i]:.2f} · #{int(top.indices[i])}",
+            fontsize=7,
+            color="black" if top.y_true[i] == top.y_pred[i] else "firebrick",
+        )
+    if n == 0:
+        axes.flat[0].set_title("no image", fontsize=9)
+    fig.suptitle("highest-loss images (loss = −log p(true class))", fontsize=10)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / (2.75 * n_rows)))
+    return _save(fig, path, dpi)
+
+
+def grad_cam_overlays(
+    model: Any,
+    images: Any,
+    path: str | os.PathLike[str],
+    *,
+    labels: Any = None,
+    class_names: Sequence[str] | None = None,
+    alpha: float = 0.45,
+    cmap: str = "jet",
+    batch_size: int = 32,
+    dpi: int = 120,
+) -> Path:
+    """A PNG of Grad-CAM heatmaps over images: one row per image.
+
+    Columns: the image as the backbone sees it (after the model's cell crop / stain normalisation,
+    see :func:`bloodcell.analysis.backbone_view`), the heatmap of the predicted class over it, and,
+    when ``labels`` are given and differ from the prediction, the heatmap of the true class.
+
+    Args:
+        model: A classifier taking 0–255 images (or a ``.keras`` path).
+        images: Images (N, H, W, 3) in 0–255.
+        path: The PNG file to write.
+        labels: True class indices (N,), or None.
+        class_names: Class names for the titles; default: the model's classes.
+        alpha: Opacity of the heatmap.
+        cmap: A matplotlib colour map for the heatmap.
+        batch_size: Images per gradient computation.
+        dpi: Resolution.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> import tempfile, bloodcell as bc
+        >>> model = bc.build_classifier("mobilenetv3small", head="linear", weights=None)
+        >>> data = bc.datasets.load_sample(per_class=1)
+        >>> grad_cam_overlays(model, data.images[:2], tempfile.mkdtemp() + "/cam.png", labels=data.labels[:2]).name
+        'cam.png'
+    """
+    from bloodcell._validation import check_number
+    from bloodcell.analysis import backbone_view, check_images, grad_cam
+    from bloodcell.classes import model_class_names
+    from bloodcell.models import as_model
+
+    model = as_model(model)
+    alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
+    images = check_images(model, images)
+    view = backbone_view(model, images, batch_size=batch_size)
+    prob = np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+    pred = prob.argmax(axis=1)
+    names = tuple(class_names) if class_names is not None else model_class_names(model)
+    heat_pred = grad_cam(model, images, pred, batch_size=batch_size)
+    true = None if labels is None else np.asarray(labels, np.int64).reshape(-1)
+    if true is not None and len(true) != len(view):
+        raise InvalidDataError(f"{len(view)} images but {len(true)} labels.")
+    show_true = true is not None and bool((true != pred).any())
+    heat_true = grad_cam(model, images, true, batch_size=batch_size) if show_true else None
+
+    plt = _pyplot()
+    n_cols = 3 if show_true else 2
+    n_rows = max(1, len(view))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.3 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(len(view)):
+        title = f"#{i}" if true is None else f"#{i} true: {names[int(true[i])]}"
+        axes[i, 0].imshow(view[i], interpolation="nearest")
+        axes[i, 0].set_title(title, fontsize=7)
+        axes[i, 1].imshow(view[i], interpolation="nearest")
+        axes[i, 1].imshow(heat_pred[i], cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+        axes[i, 1].set_title(f"pred: {names[int(pred[i])]} ({prob[i, pred[i]]:.0%})", fontsize=7)
+        if heat_true is not None and true[i] != pred[i]:
+            axes[i, 2].imshow(view[i], interpolation="nearest")
+            axes[i, 2].imshow(heat_true[i], cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+            axes[i, 2].set_title(f"for true: {names[int(true[i])]} ({prob[i, true[i]]:.0%})", fontsize=7)
+    fig.suptitle("Grad-CAM on the backbone's last feature map", fontsize=9)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / (2.3 * n_rows)))  # room for the title
+    return _save(fig, path, dpi)

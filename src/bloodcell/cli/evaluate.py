@@ -22,6 +22,18 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the report, predictions included, as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also write the confusion matrix as a PNG")
     parser.add_argument(
+        "--gallery",
+        metavar="DIR",
+        help="also write an error analysis into DIR: top_losses.png, confused_pairs.csv, gradcam.png, index.md",
+    )
+    parser.add_argument(
+        "--gallery-size",
+        type=positive_int,
+        default=16,
+        metavar="K",
+        help="images in the top-losses gallery (16)",
+    )
+    parser.add_argument(
         "--batch-size", type=positive_int, default=64, metavar="N", help="images per batch (64)"
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images of each class")
@@ -53,4 +65,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"report:           {args.json}")
     if args.plot:
         print(f"confusion matrix: {bc.plots.confusion_matrix(report, args.plot)}")
+    if args.gallery:
+        from bloodcell.analysis import write_gallery
+
+        files = write_gallery(
+            model, data, args.gallery, report=report, k=args.gallery_size, batch_size=args.batch_size
+        )
+        print(f"error analysis:   {files['index']}")
     return 0

@@ -17,6 +17,7 @@ from bloodcell._lazy import lazy_exports
 # Public names and the module that defines each (PEP 562 lazy loading).
 _ATTRIBUTES = {
     "BALANCE_OPTIONS": "bloodcell.training.trainer",
+    "LRFinderResult": "bloodcell.training.lr_finder",
     "MONITORS": "bloodcell.training.monitors",
     "OPTIMIZERS": "bloodcell.training.trainer",
     "RecalibrateBatchNorm": "bloodcell.training.batchnorm",
@@ -26,6 +27,7 @@ _ATTRIBUTES = {
     "TrainingState": "bloodcell.training.callbacks",
     "WarmupCosine": "bloodcell.training.schedules",
     "current_strategy": "bloodcell.training.distribute",
+    "find_lr": "bloodcell.training.lr_finder",
     "is_chief": "bloodcell.training.distribute",
     "logical_cpus": "bloodcell.training.distribute",
     "multi_worker_strategy": "bloodcell.training.distribute",

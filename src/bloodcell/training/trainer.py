@@ -824,6 +824,17 @@ class Trainer:
         if self._user_model is not None:
             apply(self._user_model)
 
+    # ------------------------------------------------------------------ learning-rate finder
+    def find_lr(self, train: BloodCellDataset, **kwargs: Any) -> Any:
+        """The learning-rate range test on ``train``; the model and the trainer are left as they were.
+
+        See :func:`bloodcell.training.lr_finder.find_lr` for the arguments (``start_lr``, ``end_lr``,
+        ``num_steps``, ``method``...). Returns a :class:`~bloodcell.training.lr_finder.LRFinderResult`.
+        """
+        from bloodcell.training.lr_finder import find_lr
+
+        return find_lr(self, train, **kwargs)
+
 
 # ---------------------------------------------------------------------- helpers
 def _steps_per_call(steps_per_epoch: int, requested: int) -> int:
