@@ -19,7 +19,7 @@ from bloodcell._io import atomic_path
 from bloodcell._validation import check_choice, check_int, check_seed
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, InvalidDataError, InvalidDtypeError
 
-__all__: list[str] = ["augmentation_grid", "outlier_gallery"]
+__all__: list[str] = ["augmentation_grid", "label_gallery", "outlier_gallery"]
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation and training figures
