@@ -16,13 +16,15 @@ from bloodcell._lazy import lazy_exports
 
 # Public names and the module that defines each (PEP 562 lazy loading).
 _ATTRIBUTES = {
-    "BALANCE_OPTIONS": "bloodcell.training.trainer",
+    "BALANCE_OPTIONS": "bloodcell.training.options",
     "MONITORS": "bloodcell.training.monitors",
-    "OPTIMIZERS": "bloodcell.training.trainer",
+    "OPTIMIZERS": "bloodcell.training.options",
     "RecalibrateBatchNorm": "bloodcell.training.batchnorm",
+    "RecipeOptions": "bloodcell.training.options",
     "SwapEMAWeights": "bloodcell.training.callbacks",
     "TimeBudget": "bloodcell.training.budget",
     "Trainer": "bloodcell.training.trainer",
+    "TrainerOptions": "bloodcell.training.options",
     "TrainingState": "bloodcell.training.callbacks",
     "WarmupCosine": "bloodcell.training.schedules",
     "current_strategy": "bloodcell.training.distribute",
