@@ -1,7 +1,8 @@
-"""Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule, precise BatchNorm,
-distribution helpers and TensorFlow's CPU threads.
+"""Training: the :class:`Trainer` and its settings (:class:`TrainerOptions`, :class:`RecipeOptions`), its
+resumable run state, its learning-rate schedule, precise BatchNorm, distribution helpers and
+TensorFlow's CPU threads.
 
-Names load on first use, so the settings that describe training (:mod:`bloodcell.training.monitors`)
+Names load on first use, so the settings that describe training (:mod:`bloodcell.training.options`)
 are read without importing TensorFlow.
 
 Example:

@@ -514,7 +514,8 @@ class Trainer:
             else:
                 raise ConfigurationError(
                     "unfreeze must be 'all', a number of conv layers counted from the end, a dict of "
-                    f"bloodcell.backbones.unfreeze arguments (e.g. {{'layers': 100}}), or a function; got {unfreeze!r}."
+                    f"bloodcell.backbones.unfreeze arguments (e.g. {{'layers': 100}}), or a function. "
+                    f"Received: unfreeze={unfreeze!r}."
                 )
 
         apply(self.model)
