@@ -3,8 +3,13 @@
 The recipe (:meth:`bloodcell.experiments.Config.preset`) gives every default; a TOML file
 (``--config run.toml``) overrides the recipe; flags given on the command line override both. The
 file's keys are the flag names (``batch-size`` or ``batch_size``) and any
-:class:`~bloodcell.experiments.Config` field, including those without a flag (``weight_decay``,
-``label_smoothing``, ``augment_options`` as a table...). TOML has no null: write ``"none"``.
+:class:`~bloodcell.experiments.Config` field, including those without a flag (``augment_options``
+as a table). TOML has no null: write ``"none"``.
+
+The flags that set Config fields come from one table, :data:`FLAGS`: each names its field, and
+takes its default from the recipe and its check and help from the training setting
+(:class:`~bloodcell.training.RecipeOptions`). :data:`WITHOUT_FLAGS` lists the settings that have
+no flag of their own, and why.
 
 Example:
     >>> import argparse
