@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -409,3 +410,31 @@ def test_warnings_are_one_line_each(tiny_backbone, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert err and all(line.startswith("bloodcell train: warning: ") for line in err), err
     assert any("the val part holds no images of" in line for line in err)
+
+
+def test_every_setting_is_a_flag_or_listed_without_one(capsys):
+    from bloodcell.cli.settings import FLAGS, WITHOUT_FLAGS
+    from bloodcell.experiments import Config
+    from bloodcell.training.options import TrainerOptions
+
+    settings = {f.name for f in dataclasses.fields(TrainerOptions)} | {
+        f.name for f in dataclasses.fields(Config)
+    }
+    flagged = [flag.field for flag in FLAGS]
+    assert len(flagged) == len(set(flagged)) and not set(flagged) & set(WITHOUT_FLAGS)
+    assert set(flagged) | set(WITHOUT_FLAGS) == settings  # one place lists those without a flag
+    # Each flag reaches its Config field, checked by the setting's own check.
+    toml = _printed_config(
+        capsys,
+        ["--recipe", "cpu", "--weight-decay", "0.05", "--lr-schedule", "none", "--no-ema", "--loss",
+         "categorical_focal_crossentropy", "--consistency-views", "3", "--early-stopping-patience", "none",
+         "--no-restore-best", "--tta", "flips", "--fine-tune-unfreeze", "20"],
+    )  # fmt: skip
+    for line in ("weight_decay = 0.05", 'lr_schedule = "none"', "ema = false", "consistency_views = 3",
+                 'loss = "categorical_focal_crossentropy"', 'early_stopping_patience = "none"',
+                 "restore_best = false", 'tta = "flips"', "fine_tune_unfreeze = 20"):  # fmt: skip
+        assert line in toml.splitlines(), line
+    assert main(["train", "--label-smoothing", "1.5", "--print-config"]) == 2
+    assert "label_smoothing must be a number in [0, 1). Received: label_smoothing=1.5." in _one_line_error(
+        capsys
+    )

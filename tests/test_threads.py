@@ -55,9 +55,9 @@ def test_after_the_start_other_values_are_refused_and_the_same_accepted():
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
 def test_a_count_that_is_not_one_is_refused(bad):
-    with pytest.raises(ConfigurationError, match=rf"intra_op must be .* got {bad!r}"):
+    with pytest.raises(ConfigurationError, match=rf"intra_op must be .* Received: intra_op={bad!r}"):
         bc.training.set_cpu_threads(intra_op=bad)
-    with pytest.raises(ConfigurationError, match=rf"inter_op must be .* got {bad!r}"):
+    with pytest.raises(ConfigurationError, match=rf"inter_op must be .* Received: inter_op={bad!r}"):
         bc.training.set_cpu_threads(inter_op=bad)
 
 

@@ -36,33 +36,41 @@ from pathlib import Path
 from typing import Any
 
 from bloodcell._io import atomic_write_text, write_json
-from bloodcell._validation import check_int, check_seed
+from bloodcell._validation import check_choice, check_int, check_positive, check_seed, suggest
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.errors import ConfigurationError, InvalidDataError, InvalidDtypeError, UnknownNameError
 from bloodcell.metrics import SUMMARY_METRICS, Report, Summary, summarize
-from bloodcell.training.monitors import check_monitor
+from bloodcell.training.options import RecipeOptions, with_settings
 
 __all__ = ["Config", "RunResult", "PRESETS", "run", "compare", "AUGMENTERS"]
 
 # Names a Config can use for its augmentation, and the bloodcell.augment class each builds.
 AUGMENTERS = {"augmix": "AugMix", "geometric": "RandomGeometric", "robust": "RobustAugment"}
-# Config fields left out of to_dict() while None, so that configs saved before they existed keep
-# their JSON and fingerprints (finished runs are found by fingerprint).
-_OMITTED_WHEN_UNSET = (
-    "stain_normalization",
-    "batchnorm_recalibration",
-    "cell_crop",
-    "precise_batchnorm",
-    "tta",
-)
+# Config fields left out of to_dict() while at their default, so that configs saved before they
+# existed keep their JSON and fingerprints (finished runs are found by fingerprint).
+_ADDED_LATER = {
+    "stain_normalization": None,
+    "batchnorm_recalibration": None,
+    "cell_crop": None,
+    "precise_batchnorm": None,
+    "tta": None,
+    "loss": "categorical_crossentropy",
+    "consistency_views": 2,
+    "restore_best": True,
+}
+STAIN_NORMALIZATIONS = (None, "macenko", "reinhard")
+CELL_CROPS = (None, "image", "dataset", "none")
+TTA_MODES = (None, "d4", "flips", "rot90")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RecipeOptions):
     """Everything that defines a training run (with the data and the seed).
 
     Plain values only, so a Config prints, saves to JSON, compares and clones
-    (``config.replace(backbone="efficientnetb0")``).
+    (``config.replace(backbone="efficientnetb0")``). The training settings are those of
+    :class:`~bloodcell.training.RecipeOptions` (listed below with their defaults, checked the same
+    way), given as keywords like the fields of the model and data.
 
     Attributes:
         backbone: Registered backbone name (:func:`bloodcell.backbones.list_backbones`).
@@ -76,11 +84,6 @@ class Config:
             with pretrained weights.
         augment: ``"augmix"``, ``"geometric"``, ``"robust"`` (:class:`~bloodcell.augment.RobustAugment`) or None.
         augment_options: Keyword arguments of that augmenter (e.g. ``{"severity": 3}``).
-        consistency: λ of AugMix's Jensen–Shannon consistency loss (the paper's 12), or None.
-        balance: None, ``"oversample"``, ``"class_weight"`` or ``"smote"`` (see :class:`~bloodcell.Trainer`).
-        optimizer, learning_rate, weight_decay, lr_schedule, warmup_epochs, ema, ema_momentum,
-        label_smoothing, batch_size, reduce_lr_patience, reduce_lr_factor, min_learning_rate,
-        early_stopping_patience, monitor: As in :class:`~bloodcell.Trainer`.
         epochs: Epochs of the first phase.
         fine_tune_epochs: Epochs of a second, fine-tuning phase (0: none).
         fine_tune_learning_rate: Its learning rate.
@@ -88,8 +91,6 @@ class Config:
         stain_normalization: ``"macenko"`` or ``"reinhard"``: a :mod:`bloodcell.stain` normaliser
             (default settings) fitted on the training split and built into the model (saved with
             it); None: none.
-        batchnorm_recalibration: Precise BatchNorm before every validation pass, over this many
-            training batches (see :class:`~bloodcell.Trainer`); None: off.
         cell_crop: ``"image"``, ``"dataset"`` or ``"none"``: the model centres each image on its
             white cell and brings it to PBC's scale (:class:`bloodcell.cells.CellCrop`, saved
             with the model); None: no crop.
@@ -110,65 +111,34 @@ class Config:
     batchnorm_momentum: float | str | None = "auto"
     augment: str | None = "augmix"
     augment_options: Mapping[str, Any] = field(default_factory=dict)
-    consistency: float | None = None
-    balance: str | None = None
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    weight_decay: float | None = None
-    lr_schedule: str | None = None
-    warmup_epochs: float = 0.0
-    ema: bool = False
-    ema_momentum: float = 0.99
-    label_smoothing: float = 0.0
-    batch_size: int = 32
     epochs: int = 50
-    monitor: str = "val_accuracy"
-    reduce_lr_patience: int | None = 5
-    reduce_lr_factor: float = 0.2
-    min_learning_rate: float = 1e-6
-    early_stopping_patience: int | None = 10
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
     fine_tune_unfreeze: str | int = "all"
     stain_normalization: str | None = None
-    batchnorm_recalibration: int | None = None
     cell_crop: str | None = None
     precise_batchnorm: int | None = None
     tta: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the training settings' checks
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
         object.__setattr__(self, "augment_options", dict(self.augment_options))
-        if self.augment is not None and self.augment not in AUGMENTERS:
-            raise ConfigurationError(
-                f"augment must be one of {sorted(AUGMENTERS)} or None, got {self.augment!r}."
-            )
+        check_choice(self.augment, "augment", (None, *AUGMENTERS))
         if self.freeze is not None and self.freeze_layers is not None:
             raise ConfigurationError(
-                "Give freeze (conv layers) or freeze_layers (layers of any kind), not both."
+                "Give freeze (conv layers) or freeze_layers (layers of any kind), not both. "
+                f"Received: freeze={self.freeze!r}, freeze_layers={self.freeze_layers!r}."
             )
-        for name in ("epochs", "batch_size", "batchnorm_recalibration"):
-            value = getattr(self, name)
-            if value is None and name == "batchnorm_recalibration":
-                continue  # off
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"Config.{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.fine_tune_epochs, int) or self.fine_tune_epochs < 0:
-            raise ConfigurationError(f"Config.fine_tune_epochs must be >= 0, got {self.fine_tune_epochs!r}.")
-        check_monitor(self.monitor)
-        if self.cell_crop not in (None, "image", "dataset", "none"):
-            raise ConfigurationError(
-                f"cell_crop must be 'image', 'dataset', 'none' or None. Received: cell_crop={self.cell_crop!r}."
-            )
+        object.__setattr__(self, "epochs", check_int(self.epochs, "epochs", minimum=1))
+        object.__setattr__(
+            self, "fine_tune_epochs", check_int(self.fine_tune_epochs, "fine_tune_epochs", minimum=0)
+        )
+        check_positive(self.fine_tune_learning_rate, "fine_tune_learning_rate")
+        check_choice(self.cell_crop, "cell_crop", CELL_CROPS)
         check_int(self.precise_batchnorm, "precise_batchnorm", minimum=1, allow_none=True)
-        if self.tta not in (None, "d4", "flips", "rot90"):
-            raise ConfigurationError(
-                f"tta must be 'd4', 'flips', 'rot90' or None. Received: tta={self.tta!r}."
-            )
-        if self.stain_normalization not in (None, "macenko", "reinhard"):
-            raise ConfigurationError(
-                f"stain_normalization must be 'macenko', 'reinhard' or None, got {self.stain_normalization!r}."
-            )
+        check_choice(self.tta, "tta", TTA_MODES)
+        check_choice(self.stain_normalization, "stain_normalization", STAIN_NORMALIZATIONS)
 
     # ------------------------------------------------------------------ presets and copies
     @classmethod
@@ -185,15 +155,16 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
         if unknown:
-            raise ConfigurationError(f"Config has no field(s) {sorted(unknown)}.")
+            raise ConfigurationError(f"Config has no field(s) {unknown}.{suggest(unknown[0], names)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in _OMITTED_WHEN_UNSET:  # fields added later: unset, they keep older JSON and fingerprints
-            if out[name] is None:
+        for name, default in _ADDED_LATER.items():  # at their default, they keep older JSON and fingerprints
+            if out[name] == default:
                 del out[name]
         out["input_shape"] = list(self.input_shape)
         return out
@@ -254,27 +225,12 @@ class Config:
         return getattr(augment, AUGMENTERS[self.augment])(**self.augment_options)
 
     def trainer_kwargs(self) -> dict[str, Any]:
-        """The :class:`~bloodcell.Trainer` keyword arguments of this config (model, seed and folder aside)."""
-        keys = (
-            "optimizer",
-            "learning_rate",
-            "weight_decay",
-            "lr_schedule",
-            "warmup_epochs",
-            "ema",
-            "ema_momentum",
-            "label_smoothing",
-            "consistency",
-            "balance",
-            "batch_size",
-            "monitor",
-            "reduce_lr_patience",
-            "reduce_lr_factor",
-            "min_learning_rate",
-            "early_stopping_patience",
-            "batchnorm_recalibration",
-        )
-        return {k: getattr(self, k) for k in keys}
+        """The :class:`~bloodcell.Trainer` keyword arguments of this config: its training settings
+        (:class:`~bloodcell.training.RecipeOptions`; the augmenter, seed and folder are the run's)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(RecipeOptions)}
+
+
+Config.__doc__ = with_settings(Config.__doc__, RecipeOptions, "Training settings")
 
 
 PRESETS: dict[str, Config] = {

@@ -176,8 +176,9 @@ def calibrate(model: Any, val: Any, *, batch_size: int = 64, verbose: int = 0) -
     """
     from bloodcell.backbones.imagemodel import ImageModel
     from bloodcell.calibration.scores import expected_calibration_error
-    from bloodcell.datasets import BloodCellDataset, to_tf_dataset
+    from bloodcell.datasets import BloodCellDataset
     from bloodcell.models import Classifier, as_model, copy_model, set_model_card
+    from bloodcell.pipeline import to_tf_dataset
 
     model = as_model(model)
     if not isinstance(val, BloodCellDataset):

@@ -3,8 +3,13 @@
 The recipe (:meth:`bloodcell.experiments.Config.preset`) gives every default; a TOML file
 (``--config run.toml``) overrides the recipe; flags given on the command line override both. The
 file's keys are the flag names (``batch-size`` or ``batch_size``) and any
-:class:`~bloodcell.experiments.Config` field, including those without a flag (``weight_decay``,
-``label_smoothing``, ``augment_options`` as a table...). TOML has no null: write ``"none"``.
+:class:`~bloodcell.experiments.Config` field, including those without a flag (``augment_options``
+as a table). TOML has no null: write ``"none"``.
+
+The flags that set Config fields come from one table, :data:`FLAGS`: each names its field, and
+takes its default from the recipe and its check and help from the training setting
+(:class:`~bloodcell.training.RecipeOptions`). :data:`WITHOUT_FLAGS` lists the settings that have
+no flag of their own, and why.
 
 Example:
     >>> import argparse
@@ -20,12 +25,13 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bloodcell._validation import check_int, check_seed, received
+from bloodcell._validation import check_choice, check_int, check_seed, received
+from bloodcell.cli._types import non_negative_int, positive_int
 from bloodcell.errors import ConfigurationError, DataFileNotFoundError, UnreadableFileError
 
 #: Value of ``--weights``: ImageNet weights when they can be had, otherwise from scratch.
@@ -48,20 +54,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "intra_op_threads": None,
     "inter_op_threads": None,
 }
-# Flags that set a Config field of the same name.
-CONFIG_FLAGS = (
-    "backbone",
-    "head",
-    "freeze",
-    "freeze_layers",
-    "augment",
-    "balance",
-    "optimizer",
-    "learning_rate",
-    "epochs",
-    "fine_tune_epochs",
-    "batch_size",
-)
 
 
 @dataclass(frozen=True)
@@ -97,6 +89,180 @@ class TrainSettings:
         }
         out["config"] = self.config.to_dict()
         return out
+
+
+def _maybe(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, with ``none`` kept as the text ``"none"`` (a flag's None would read as "not given")."""
+
+    def convert(text: str) -> Any:
+        return "none" if text.strip().lower() == "none" else parse(text)
+
+    return convert
+
+
+def _augmenters() -> Sequence[str]:
+    from bloodcell.experiments import AUGMENTERS
+
+    return list(AUGMENTERS)
+
+
+def _number_or_auto(text: str) -> Any:
+    return "auto" if text.strip().lower() == "auto" else float(text)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A ``bloodcell train`` flag that sets the Config field of the same name (``--batch-size`` → ``batch_size``).
+
+    Its default is the recipe's; its check is the setting's own (a training setting's from
+    :class:`~bloodcell.training.RecipeOptions`, run as the flag is read; the others when the Config
+    is made); its help is ``help`` or the first sentence of the setting's help.
+    """
+
+    field: str
+    metavar: str | None = "X"  # None: a switch, --name / --no-name
+    parse: Callable[[str], Any] = str
+    help: str | None = None
+    choices: Callable[[], Sequence[str]] | None = (
+        None  # for argparse; a function: read when the parser is made
+    )
+
+    @property
+    def option_string(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+# The flags that set Config fields, in --help's order; "what to train" first, then the training settings.
+FLAGS = (
+    Flag("backbone", "NAME", help="a registered backbone (bloodcell.backbones.list_backbones())"),
+    Flag("head", "NAME", help="head preset: 'seed' or 'linear'"),
+    Flag(
+        "freeze",
+        "N|all|none",
+        _maybe(lambda t: freeze_value(t)),
+        "freeze the backbone up to its N-th conv layer (the seed: 120)",
+    ),
+    Flag("freeze_layers", "N", non_negative_int, "freeze the first N backbone layers of any kind"),
+    Flag("batchnorm_momentum", "M|auto|none", _maybe(_number_or_auto), "backbone BatchNorm momentum"),
+    Flag("augment", None, str, "training augmentation", choices=lambda: (*_augmenters(), "none")),
+    Flag("epochs", "N", positive_int, "training epochs"),
+    Flag("fine_tune_epochs", "N", non_negative_int, "epochs of a second phase with the backbone unfrozen"),
+    Flag("fine_tune_learning_rate", "LR", float, "learning rate of the fine-tuning phase"),
+    Flag(
+        "fine_tune_unfreeze",
+        "N|all",
+        lambda t: freeze_value(t),
+        help="what fine-tuning unfreezes: all, or the last N conv layers",
+    ),
+    Flag(
+        "stain_normalization",
+        "HOW",
+        _maybe(str),
+        "stain normaliser built into the model: macenko, reinhard or none",
+    ),
+    Flag("cell_crop", "HOW", _maybe(str), "centre each image on its cell: image, dataset or none"),
+    Flag("precise_batchnorm", "N", _maybe(int), "after training, BatchNorm statistics over N batches"),
+    Flag("tta", "HOW", _maybe(str), "test-time augmentation of the report: d4, flips, rot90 or none"),
+    # bloodcell.training.RecipeOptions: every training setting of a Config.
+    Flag("optimizer", "NAME", help="adam, adamw, sgd, rmsprop or lion"),
+    Flag("learning_rate", "LR", float),
+    Flag("weight_decay", "W", _maybe(float)),
+    Flag("lr_schedule", "NAME", _maybe(str), "none (ReduceLROnPlateau) or cosine (with warm-up)"),
+    Flag("warmup_epochs", "N", float),
+    Flag("ema", None),
+    Flag("ema_momentum", "M", float),
+    Flag(
+        "batchnorm_recalibration", "N", _maybe(int), "precise BatchNorm over N batches before each validation"
+    ),
+    Flag("loss", "NAME", help="categorical_crossentropy or categorical_focal_crossentropy"),
+    Flag("label_smoothing", "S", float),
+    Flag(
+        "consistency",
+        "LAMBDA",
+        _maybe(float),
+        "λ of AugMix's Jensen–Shannon consistency training (the paper: 12)",
+    ),
+    Flag("consistency_views", "N", int),
+    Flag("balance", "HOW", _maybe(str), "class balancing: oversample, class_weight, smote or none"),
+    Flag("batch_size", "N", positive_int, "images per batch"),
+    Flag("monitor", "METRIC", help="what chooses the best epoch: val_accuracy, val_loss, accuracy or loss"),
+    Flag("reduce_lr_patience", "N", _maybe(int)),
+    Flag("reduce_lr_factor", "F", float),
+    Flag("min_learning_rate", "LR", float),
+    Flag("early_stopping_patience", "N", _maybe(int)),
+    Flag("restore_best", None),
+)
+# Settings of the Trainer and fields of the Config that no flag above sets, and why. Every other
+# one has its flag (tests/test_cli.py checks that this list and FLAGS cover them all).
+WITHOUT_FLAGS = {
+    "augment_options": "a table: the TOML file's [augment_options]",
+    "input_shape": "--image-size",
+    "weights": "--weights (auto, imagenet, none or a file)",
+    "seed": "--seed",
+    "verbose": "--verbose",
+    "output_dir": "--out and --name",
+    "callbacks": "Python objects: use bloodcell.Trainer",
+    "strategy": "a tf.distribute strategy, a Python object: use bloodcell.Trainer",
+    "tensorboard": "not a Config setting (experiments.run trains without TensorBoard logs)",
+    "deterministic": "not a Config setting (process-wide; experiments.run leaves it off)",
+    "jit_compile": "not a Config setting (experiments.run compiles without XLA)",
+    "steps_per_execution": "not a Config setting (experiments.run runs one batch per call)",
+}
+
+
+def flag_help(flag: Flag) -> str:
+    """The flag's help: its own, or the first sentence of the training setting's help, in plain text.
+
+    >>> flag_help(Flag("label_smoothing", "S", float))
+    'label smoothing of the cross-entropy'
+    """
+    if flag.help is not None:
+        return flag.help
+    from bloodcell.training.options import RecipeOptions
+
+    text = {f.name: f.metadata["help"] for f in dataclasses.fields(RecipeOptions)}[flag.field]
+    first = text.replace("``", "").split(". ")[0].split("; ")[0].rstrip(".")
+    return first[0].lower() + first[1:]
+
+
+def flag_type(flag: Flag) -> Callable[[str], Any]:
+    """argparse's ``type`` for ``flag``: parse the text, then run the setting's own check."""
+    from bloodcell.training.options import RecipeOptions
+
+    checks = {f.name: f.metadata.get("check") for f in dataclasses.fields(RecipeOptions)}
+
+    def convert(text: str) -> Any:
+        try:
+            value = flag.parse(text)
+        except ConfigurationError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a valid {flag.metavar}: {text!r}") from None
+        check = checks.get(flag.field)
+        if check is not None and value != "none":
+            try:
+                value = check(value, flag.field)
+            except ConfigurationError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    convert.__name__ = flag.field  # argparse names the type in its messages
+    return convert
+
+
+def add_flags(group: Any, flags: Sequence[Flag] = FLAGS) -> None:
+    """Add ``flags`` to an argparse group, each defaulting to None (not given: the recipe's value)."""
+    for flag in flags:
+        if flag.metavar is None and flag.choices is None:
+            group.add_argument(
+                flag.option_string, action=argparse.BooleanOptionalAction, help=flag_help(flag)
+            )
+        elif flag.choices is not None:
+            group.add_argument(flag.option_string, choices=list(flag.choices()), help=flag_help(flag))
+        else:
+            group.add_argument(
+                flag.option_string, type=flag_type(flag), metavar=flag.metavar, help=flag_help(flag)
+            )
 
 
 def _none(value: Any) -> Any:
@@ -160,7 +326,7 @@ def resolve(args: argparse.Namespace) -> TrainSettings:
     from bloodcell.experiments import Config
 
     values: dict[str, Any] = read_toml(args.config) if getattr(args, "config", None) else {}
-    flag_keys = (*RUN_DEFAULTS, *CONFIG_FLAGS, "recipe", "weights", "image_size")
+    flag_keys = (*RUN_DEFAULTS, *(flag.field for flag in FLAGS), "recipe", "weights", "image_size")
     values.update({k: getattr(args, k) for k in flag_keys if getattr(args, k, None) is not None})
 
     config = Config.preset(str(values.pop("recipe", DEFAULT_RECIPE)))
@@ -171,14 +337,14 @@ def resolve(args: argparse.Namespace) -> TrainSettings:
     changes: dict[str, Any] = {k: _none(v) for k, v in values.items() if k != "image_size"}
     if "freeze" in changes:
         changes["freeze"] = freeze_value(changes["freeze"] if changes["freeze"] is not None else "none")
+    if changes.get("fine_tune_unfreeze") is not None:
+        changes["fine_tune_unfreeze"] = freeze_value(changes["fine_tune_unfreeze"])
     if changes.get("freeze_layers") is not None and "freeze" not in changes:
         changes["freeze"] = None  # freezing by layer count replaces the recipe's conv-layer freezing
     if values.get("image_size") is not None:
         if "input_shape" in changes:
             raise ConfigurationError("Give image_size or input_shape, not both.")
-        size = values["image_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-            raise ConfigurationError(f"image_size must be an integer ≥ 8, got {size!r}.")
+        size = check_int(values["image_size"], "image_size", minimum=8)
         changes["input_shape"] = (size, size, 3)
     recipe = config
     config = config.replace(weights=None, **changes)
@@ -198,10 +364,7 @@ def _check_run_values(values: dict[str, Any]) -> None:
     for name in ("seed", "split_seed"):
         values[name] = check_seed(values[name], name)
     values["limit"] = check_int(values["limit"], "limit", minimum=1, allow_none=True)
-    if values["verbose"] not in ("auto", 0, 1, 2) or isinstance(values["verbose"], bool):
-        raise ConfigurationError(
-            f"verbose must be 'auto', 0, 1 or 2. {received('verbose', values['verbose'])}"
-        )
+    check_choice(values["verbose"], "verbose", ("auto", 0, 1, 2))
 
 
 def _drop_recipe_freezing(

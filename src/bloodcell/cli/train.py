@@ -13,7 +13,7 @@ from typing import Any
 from bloodcell._io import atomic_write_text
 from bloodcell.cli import settings as settings_mod
 from bloodcell.cli._inputs import DATA_HELP, load_dataset
-from bloodcell.cli._types import non_negative_int, positive_int, seed
+from bloodcell.cli._types import positive_int, seed
 from bloodcell.datasets import BloodCellDataset
 from bloodcell.datasets.source import require_source
 from bloodcell.errors import ConfigurationError
@@ -31,7 +31,7 @@ RUN_FILES = (
 
 
 def add_parser(sub: Any) -> None:
-    from bloodcell.experiments import AUGMENTERS, PRESETS
+    from bloodcell.experiments import PRESETS
 
     parser = sub.add_parser(
         "train",
@@ -55,43 +55,21 @@ def add_parser(sub: Any) -> None:
         "from scratch)",
     )
     what.add_argument(
-        "--backbone", metavar="NAME", help="a registered backbone (bloodcell.backbones.list_backbones())"
-    )
-    what.add_argument("--head", metavar="NAME", help="head preset: 'seed' or 'linear'")
-    what.add_argument(
         "--weights",
         metavar="W",
         help="'auto' (ImageNet if it can be had, else from scratch, said on stderr; the default for recipes "
         "with ImageNet weights), 'imagenet', 'none' or a weights file",
     )
     what.add_argument(
-        "--freeze",
-        type=_freeze_arg,
-        metavar="N|all|none",
-        help="freeze the backbone up to its N-th conv layer (the seed: 120)",
-    )
-    what.add_argument(
-        "--freeze-layers",
-        type=non_negative_int,
-        metavar="N",
-        help="freeze the first N backbone layers of any kind",
-    )
-    what.add_argument("--augment", choices=[*AUGMENTERS, "none"], help="training augmentation")
-    what.add_argument(
-        "--balance", metavar="HOW", help="class balancing: oversample, class_weight, smote or none"
-    )
-    what.add_argument("--optimizer", metavar="NAME", help="adam, adamw, sgd, rmsprop or lion")
-    what.add_argument("--learning-rate", type=float, metavar="LR", help="initial learning rate")
-    what.add_argument("--epochs", type=positive_int, metavar="N", help="training epochs")
-    what.add_argument(
-        "--fine-tune-epochs",
-        type=non_negative_int,
-        metavar="N",
-        help="epochs of a second phase with the backbone unfrozen",
-    )
-    what.add_argument("--batch-size", type=positive_int, metavar="N", help="images per batch")
-    what.add_argument(
         "--image-size", type=positive_int, metavar="PX", help="train at PX×PX (images are resized)"
+    )
+
+    settings_mod.add_flags(what, [f for f in settings_mod.FLAGS if not _is_training_setting(f.field)])
+    settings_mod.add_flags(
+        parser.add_argument_group(
+            "training settings (default: the recipe's; see bloodcell.training.TrainerOptions)"
+        ),
+        [f for f in settings_mod.FLAGS if _is_training_setting(f.field)],
     )
 
     data = parser.add_argument_group("data")
@@ -137,12 +115,12 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _freeze_arg(text: str) -> int | str:
-    try:
-        value = settings_mod.freeze_value(text)
-    except ConfigurationError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return "none" if value is None else value  # a flag's None would read as "not given"
+def _is_training_setting(name: str) -> bool:
+    import dataclasses
+
+    from bloodcell.training.options import RecipeOptions
+
+    return name in {f.name for f in dataclasses.fields(RecipeOptions)}
 
 
 def _fraction(text: str) -> float:

@@ -1,7 +1,8 @@
-"""Training: the :class:`Trainer`, its resumable run state, its learning-rate schedule, precise BatchNorm,
-distribution helpers and TensorFlow's CPU threads.
+"""Training: the :class:`Trainer` and its settings (:class:`TrainerOptions`, :class:`RecipeOptions`), its
+resumable run state, its learning-rate schedule, precise BatchNorm, distribution helpers and
+TensorFlow's CPU threads.
 
-Names load on first use, so the settings that describe training (:mod:`bloodcell.training.monitors`)
+Names load on first use, so the settings that describe training (:mod:`bloodcell.training.options`)
 are read without importing TensorFlow.
 
 Example:
@@ -16,18 +17,23 @@ from bloodcell._lazy import lazy_exports
 
 # Public names and the module that defines each (PEP 562 lazy loading).
 _ATTRIBUTES = {
-    "BALANCE_OPTIONS": "bloodcell.training.trainer",
+    "BALANCE_OPTIONS": "bloodcell.training.options",
+    "ConsistencyModel": "bloodcell.training.consistency",
+    "JSD_WEIGHT": "bloodcell.training.consistency",
     "LRFinderResult": "bloodcell.training.lr_finder",
     "MONITORS": "bloodcell.training.monitors",
-    "OPTIMIZERS": "bloodcell.training.trainer",
+    "OPTIMIZERS": "bloodcell.training.options",
     "RecalibrateBatchNorm": "bloodcell.training.batchnorm",
+    "RecipeOptions": "bloodcell.training.options",
     "SwapEMAWeights": "bloodcell.training.callbacks",
     "TimeBudget": "bloodcell.training.budget",
     "Trainer": "bloodcell.training.trainer",
+    "TrainerOptions": "bloodcell.training.options",
     "TrainingState": "bloodcell.training.callbacks",
     "WarmupCosine": "bloodcell.training.schedules",
     "current_strategy": "bloodcell.training.distribute",
     "find_lr": "bloodcell.training.lr_finder",
+    "jensen_shannon": "bloodcell.training.consistency",
     "is_chief": "bloodcell.training.distribute",
     "logical_cpus": "bloodcell.training.distribute",
     "multi_worker_strategy": "bloodcell.training.distribute",

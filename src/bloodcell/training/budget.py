@@ -22,14 +22,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import keras
 
-from bloodcell.errors import ConfigurationError
+from bloodcell._validation import check_positive
 
 __all__ = ["TimeBudget"]
 
@@ -63,14 +62,7 @@ class TimeBudget(keras.callbacks.Callback):
         self, seconds: float, *, start: float | None = None, clock: Callable[[], float] = time.perf_counter
     ) -> None:
         super().__init__()
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, (int, float))
-            or not math.isfinite(seconds)
-            or seconds <= 0
-        ):
-            raise ConfigurationError(f"seconds must be a positive number of seconds, got {seconds!r}.")
-        self.seconds = float(seconds)
+        self.seconds = check_positive(seconds, "seconds")
         self.start = start
         self.clock = clock
         self.stopped = False

@@ -137,7 +137,7 @@ class TrainingState(keras.callbacks.Callback):
             when resuming.
         offset: Epochs of earlier phases (Keras numbers a second phase's epochs after the first's).
         target: The model whose best weights are kept and saved as ``best.keras``, when Keras trains
-            a wrapper around it (e.g. :class:`bloodcell.augment.ConsistencyModel`); default: the
+            a wrapper around it (e.g. :class:`bloodcell.training.consistency.ConsistencyModel`); default: the
             trained model itself.
     """
 

@@ -8,12 +8,19 @@ writes files (checkpoints, logs), while every worker reads the chief's state to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from bloodcell._validation import check_choice
 
 __all__ = [
     "current_strategy",
+    "has_custom_strategy",
+    "keras_multi_worker_fix",
+    "place_model",
     "num_replicas",
     "is_chief",
     "worker_id",
@@ -106,10 +113,7 @@ def multi_worker_strategy(
         "ring": tf.distribute.experimental.CommunicationImplementation.RING,
         "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
     }
-    if communication not in implementations:
-        raise ConfigurationError(
-            f"communication must be one of {sorted(implementations)}, got {communication!r}."
-        )
+    check_choice(communication, "communication", implementations)
     options = tf.distribute.experimental.CommunicationOptions(implementation=implementations[communication])
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
@@ -137,3 +141,82 @@ def logical_cpus(n: int = 2) -> list[str]:
             f"{err}"
         ) from err
     return [f"/cpu:{i}" for i in range(n)]
+
+
+def has_custom_strategy(strategy: Any) -> bool:
+    """False for TF's default (no-op) strategy, True for any real one."""
+    import tensorflow as tf
+
+    return strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy()
+
+
+def place_model(model: Any, strategy: Any) -> tuple[Any, Any]:
+    """``(model to train, user's model or None)``: the model inside ``strategy``'s scope.
+
+    A function is called in the scope. Keras binds a model to the strategy in force when it was
+    created, so a model built outside a real strategy is copied into its scope; the user's model is
+    then returned second, for the trained weights to be copied back.
+    """
+    import keras
+
+    from bloodcell.errors import ConfigurationError, InvalidDtypeError
+
+    if not isinstance(model, keras.Model):
+        with strategy.scope():
+            built = model()
+        if not isinstance(built, keras.Model):
+            raise InvalidDtypeError(
+                f"The model function returned a {type(built).__name__}, not a keras.Model."
+            )
+        return built, None
+    if not has_custom_strategy(strategy) or getattr(model, "_distribute_strategy", None) is strategy:
+        return model, None
+    with strategy.scope():
+        try:
+            copy = keras.models.clone_model(model)
+        except Exception as err:  # subclassed models cannot always be cloned
+            raise ConfigurationError(
+                f"{type(model).__name__} was built outside the strategy's scope and cannot be copied into "
+                "it; pass a function that builds the model, e.g. Trainer(lambda: bc.build_classifier(...), "
+                "strategy=...)."
+            ) from err
+        copy.set_weights(model.get_weights())
+    return copy, model
+
+
+@contextlib.contextmanager
+def keras_multi_worker_fix(model: Any, strategy: Any) -> Iterator[None]:
+    """Let Keras 3 ``fit`` run under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3 (3.15 at least; keras-team/keras#20585, tensorflow/tensorflow#72388) fails there twice:
+
+    1. A model bound to the strategy gets a "symbolic build" that calls ``strategy.reduce`` on a
+       whole input batch, which the collective strategy cannot do. A model not bound to a strategy
+       skips that step and takes the strategy from the enclosing scope, with the same training step.
+    2. Each step's scalar metrics are averaged across workers with ``reduce("MEAN", v, axis=0)``,
+       which needs at least one dimension: the step's scalars are returned with shape [1] (the
+       reduction brings them back to scalars).
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+
+    def with_one_dim(step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def wrapped(data: Any) -> Any:
+            logs = step(data)
+            return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
+
+        return wrapped
+
+    bound = model._distribute_strategy
+    model._distribute_strategy = None
+    model.train_step = with_one_dim(model.train_step)
+    model.test_step = with_one_dim(model.test_step)
+    try:
+        with strategy.scope():
+            yield
+    finally:
+        model._distribute_strategy = bound
+        del model.train_step, model.test_step  # back to the class's methods

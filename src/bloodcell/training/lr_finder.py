@@ -168,6 +168,7 @@ def find_lr(
 
     from bloodcell.datasets import BloodCellDataset
     from bloodcell.pipeline import to_tf_dataset
+    from bloodcell.training import compiling, feeding
 
     start_lr = check_number(start_lr, "start_lr", low=0.0, low_open=True)
     end_lr = check_number(end_lr, "end_lr", low=0.0, low_open=True)
@@ -196,18 +197,21 @@ def find_lr(
         )
 
     # The trainer's own data feeding: balancing, row order per (seed, epoch), augmentation.
-    train_used, class_weight = trainer._balanced(train)
+    options = trainer.options
+    train_used, class_weight = feeding.balanced(train, options)
     batch = trainer.global_batch_size
-    steps_per_epoch = trainer._steps_per_epoch(train_used)
+    steps_per_epoch = feeding.steps_per_epoch(train_used, options, batch)
     epochs = math.ceil(num_steps / steps_per_epoch)
-    order = np.concatenate([trainer._epoch_indices(train_used, e, steps_per_epoch) for e in range(epochs)])
+    order = np.concatenate(
+        [feeding.epoch_indices(train_used, e, steps_per_epoch, options, batch) for e in range(epochs)]
+    )
     data = to_tf_dataset(
         train_used,
         batch_size=batch,
         shuffle=False,
-        augment=trainer.augment,
+        augment=options.augment,
         one_hot=True,
-        seed=trainer.seed,
+        seed=options.seed,
         drop_remainder=True,
         indices=order[: num_steps * batch],
     )
@@ -219,8 +223,8 @@ def find_lr(
 
     variables = list(model.variables)
     saved = [np.array(v.numpy(), copy=True) for v in variables]
-    optimizer = trainer._make_optimizer(start_lr)
-    loss_fn = trainer._make_loss()
+    optimizer = compiling.make_optimizer(options, start_lr)
+    loss_fn = compiling.make_loss(options)
     trainable = model.trainable_variables
     optimizer.build(trainable)
 

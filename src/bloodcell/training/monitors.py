@@ -4,15 +4,14 @@ Example:
     >>> check_monitor("val_acc")
     Traceback (most recent call last):
     ...
-    bloodcell.errors.ConfigurationError: monitor must be one of 'val_accuracy', 'val_loss', 'accuracy', 'loss' (did you mean 'val_accuracy'?). Received: monitor='val_acc'.
+    bloodcell.errors.ConfigurationError: monitor must be one of 'val_accuracy', 'val_loss', 'accuracy', 'loss'. Did you mean 'val_accuracy'? Received: monitor='val_acc'.
 """
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-from bloodcell._validation import received
+from bloodcell._validation import received, suggest
 from bloodcell.errors import ConfigurationError
 
 __all__ = ["MONITORS", "check_monitor", "monitor_mode"]
@@ -27,10 +26,9 @@ _MAX_KEYS = ("acc", "auc", "f1", "precision", "recall")
 def check_monitor(monitor: Any) -> str:
     """``monitor`` if the Trainer logs it; one clear error otherwise (Keras would silently never improve)."""
     if monitor not in MONITORS:
-        close = difflib.get_close_matches(str(monitor), MONITORS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigurationError(
-            f"monitor must be one of {', '.join(map(repr, MONITORS))}{hint}. {received('monitor', monitor)}"
+            f"monitor must be one of {', '.join(map(repr, MONITORS))}.{suggest(monitor, MONITORS, n=1)} "
+            f"{received('monitor', monitor)}"
         )
     return str(monitor)
 

@@ -10,17 +10,10 @@ function to call first rather than a Trainer option.
 
 from __future__ import annotations
 
+from bloodcell._validation import check_int
 from bloodcell.errors import ConfigurationError
 
 __all__ = ["set_cpu_threads"]
-
-
-def _check(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigurationError(
-            f"{name} must be None (leave it), 0 (TensorFlow's choice) or a positive number of threads, "
-            f"got {value!r}."
-        )
 
 
 def set_cpu_threads(intra_op: int | None = None, inter_op: int | None = None) -> tuple[int, int]:
@@ -48,8 +41,9 @@ def set_cpu_threads(intra_op: int | None = None, inter_op: int | None = None) ->
         bc.training.set_cpu_threads(intra_op=1)   # before anything else runs
         trainer = bc.Trainer(bc.build_classifier("mobilenetv3small", weights=None))
     """
-    _check("intra_op", intra_op)
-    _check("inter_op", inter_op)
+    # None leaves a setting as it is, 0 is TensorFlow's choice.
+    intra_op = check_int(intra_op, "intra_op", minimum=0, allow_none=True)
+    inter_op = check_int(inter_op, "inter_op", minimum=0, allow_none=True)
     import tensorflow as tf
 
     threading = tf.config.threading
