@@ -78,7 +78,7 @@ def python(code: str, *args: str, cwd: Path, isolated: bool = False) -> subproce
 # Steps after training. Every recipe's model must reload in a new process; the default suite runs
 # all steps on the "cpu" recipe and the reloading ones on the others (exporting EfficientNetV2S to
 # SavedModel and TFLite takes minutes on two cores); `-m slow` runs every step for every recipe.
-ALL_STEPS = ("predict", "evaluate", "robustness", "adapt", "export", "reload")
+ALL_STEPS = ("predict", "evaluate", "robustness", "adapt", "trust", "export", "reload")
 DEFAULT_STEPS = {
     "seed": ("predict", "reload"),
     "cpu": ALL_STEPS,
@@ -110,6 +110,19 @@ if exported.is_dir():
     out["savedmodel"] = served.serve(images).numpy().tolist()
     out["tflite"] = bc.export.TFLiteModel(exported / "model.tflite").predict(images).tolist()
 print(json.dumps(out))
+"""
+
+
+# The next day's script: the calibrated model and the rejector, read back by a process that made neither.
+TRUST = """
+import json, sys
+import numpy as np
+import bloodcell as bc
+
+model = bc.models.load_model(sys.argv[1])
+assert 0 < bc.calibration.temperature_of(model) < 100
+out = bc.predict(model, np.load(sys.argv[3]), reject=bc.rejection.Rejector.from_json(sys.argv[2]))
+print(json.dumps({"statuses": list(out.status)}))
 """
 
 
@@ -184,6 +197,32 @@ def train_and_use(recipe: str, steps: tuple[str, ...], cells: tuple[Path, Path],
             sorted(p.name for p in white.iterdir())
         )
         assert "5 classes" in scored.stdout
+    if (
+        "trust" in steps
+    ):  # calibrate, fit a rejector, predict with it, look at the errors: each its own process
+        bloodcell("calibrate", str(model), "sample", "--limit", "2", "--out", "calibrated.keras", cwd=work)
+        card = bloodcell("info", "calibrated.keras", cwd=work).stdout
+        assert "temperature" in card and all(name in card for name in bc.classes.CLASS_NAMES)
+        bloodcell(
+            "reject", "calibrated.keras", "sample", "--limit", "2", "--coverage", "0.5", "--output", "rejector.json",
+            cwd=work,
+        )  # fmt: skip
+        checked = _predictions_csv(
+            bloodcell(
+                "predict", "calibrated.keras", str(folder), "--reject", "rejector.json", cwd=work
+            ).stdout
+        )
+        assert len(checked) == 8 and {row["status"] for row in checked} <= {
+            "accepted",
+            "uncertain",
+            "not a cell",
+        }
+        bloodcell("evaluate", "calibrated.keras", "sample", "--limit", "1", "--gallery", "gallery", cwd=work)
+        assert {p.name for p in (work / "gallery").iterdir()} >= {"top_losses.png", "gradcam.png", "index.md"}
+        reused = python(TRUST, "calibrated.keras", "rejector.json", str(array), cwd=work).stdout.splitlines()[
+            -1
+        ]
+        assert json.loads(reused)["statuses"] == [row["status"] for row in checked]
     exported = work / "exported"
     if "export" in steps:  # every format, each from the saved file
         for fmt, name in (("keras", "model.keras"), ("savedmodel", "savedmodel"), ("tflite", "model.tflite"),

@@ -33,8 +33,8 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Subcommand modules of this package, in the order ``bloodcell --help`` lists them.
 COMMANDS = (
-    "demo", "info", "clean", "check-labels", "train", "evaluate", "predict", "reject", "adapt", "export",
-    "robustness",
+    "demo", "info", "clean", "check-labels", "train", "evaluate", "calibrate", "reject", "predict", "adapt",
+    "export", "robustness",
 )  # fmt: skip
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
