@@ -36,11 +36,9 @@ DEFAULT_BINS = 15
 class ReliabilityBins(NamedTuple):
     """Predictions grouped by confidence: bin ``k`` holds confidences in ``(edges[k], edges[k + 1]]``.
 
-    Attributes:
-        edges: Bin edges, ``bins + 1`` values from 0 to 1.
-        confidence: Mean top probability of each bin (NaN for an empty bin).
-        accuracy: Fraction of correct top-1 predictions in each bin (NaN for an empty bin).
-        count: Predictions in each bin.
+    The fields: ``edges``, the ``bins + 1`` bin edges from 0 to 1; ``confidence``, the mean top
+    probability of each bin, and ``accuracy``, the fraction of correct top-1 predictions in each
+    bin (both NaN for an empty bin); ``count``, the predictions in each bin.
     """
 
     edges: np.ndarray
