@@ -244,7 +244,7 @@ class RobustnessReport:
         Returns:
             ``path`` as a :class:`~pathlib.Path` (a PNG written atomically).
         """
-        from bloodcell.plots import _pyplot, _save
+        from bloodcell.plots._figure import _pyplot, _save
 
         plt = _pyplot()
         rows, cols = self.accuracy.shape

@@ -78,7 +78,7 @@ class LRFinderResult:
 
     def plot(self, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
         """Draw the smoothed loss against the learning rate (log scale) as a PNG; return the path."""
-        from bloodcell.plots import _pyplot, _save
+        from bloodcell.plots._figure import _pyplot, _save
 
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(6.0, 4.0))
