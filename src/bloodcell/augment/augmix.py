@@ -371,8 +371,8 @@ class AugMix(Augmenter):
 
     # -- the pixel work -------------------------------------------------------------------------
     # Several small XLA programs rather than one: XLA fuses gathers into their consumers and then
-    # recomputes them per neighbour and channel, which makes a single program about 2.5 times
-    # slower on a CPU. Each stage below is one tight loop over its output.
+    # recomputes them per neighbour and channel, so a single program does the gathers many times
+    # over on a CPU. Each stage below is one tight loop over its output.
     def _levels_and_histograms(self, images: Any) -> tuple[Any, Any]:
         """8-bit levels padded for the fill (int32, (N, H+3, W+3, 3)) and histograms (N, 3, 256)."""
         levels = _ops._levels(images)
@@ -411,7 +411,8 @@ class AugMix(Augmenter):
         return _ops._pixel_pairs(tf.reshape(words, tf.stack([n * k, shape[1], shape[2]])))
 
     # all_ops: colour (saturation) and sharpness act after the tables, before the resampling.
-    # Three programs (tables, colour, sharpness): fused into one, XLA's CPU code is ten times slower.
+    # Three programs (tables, colour, sharpness): fused into one, XLA recomputes the tables' gathers
+    # inside the colour and sharpness loops.
     def _tone_unpadded(self, levels: Any, tables: Any) -> Any:
         """Every chain's table applied to its image's levels: uint8 (N·width, H, W, 3)."""
         n, h, w, k = tf.shape(levels)[0], levels.shape[1], levels.shape[2], self.width
@@ -446,8 +447,8 @@ class AugMix(Augmenter):
     ) -> Any:
         """Blend each chain's 2×2 neighbourhoods, mix the chains, then mix with the original: float32.
 
-        Shapes are flattened to (N, width, H·W, ...) because XLA's CPU code for the same
-        arithmetic on (N, width, H, W, 2, 2, 3) arrays is over ten times slower.
+        Shapes are flattened to (N, width, H·W, ...) because XLA's CPU code runs the same
+        arithmetic much slower on (N, width, H, W, 2, 2, 3) arrays, with their many short axes.
         """
         n = tf.shape(images)[0]
         h, w, k = images.shape[1], images.shape[2], self.width

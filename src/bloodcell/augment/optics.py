@@ -230,8 +230,9 @@ class RandomNoise(DomainAugmenter):
 
 
 def standard_normal(shape: Any, seed: Any) -> Any:
-    """Stateless N(0, 1) draws by the Box–Muller transform: on a CPU about three times as fast as
-    ``tf.random.stateless_normal``, which noise on every pixel and channel makes worth it.
+    """Stateless N(0, 1) draws by the Box–Muller transform, cheaper on a CPU than
+    ``tf.random.stateless_normal``: noise on every pixel and channel makes the draws a large share
+    of the work.
 
     Example:
         >>> import tensorflow as tf

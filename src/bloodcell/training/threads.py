@@ -1,10 +1,9 @@
 """TensorFlow's CPU thread pools, set before TensorFlow starts, with a clear error when it is too late.
 
 TensorFlow runs each op on up to *intra-op* threads and up to *inter-op* ops at once, and picks
-both from the number of cores. On the project's 2-core machine, one thread per op
-(``intra_op=1``) trained MobileNetV3Small about 1.3 times as fast as TensorFlow's defaults, with
-AugMix in the input pipeline or without it (``benchmarks/RESULTS.md``, "Trainer throughput"). The
-setting is process-wide and fixed once TensorFlow has run its first op, which is why it is a
+both from the number of cores. On a machine with few cores, one thread per op (``intra_op=1``)
+can train faster than TensorFlow's defaults, because the pools then stop competing for the same
+cores (``benchmarks/RESULTS.md``, "Trainer throughput", has the measurement). The setting is process-wide and fixed once TensorFlow has run its first op, which is why it is a
 function to call first rather than a Trainer option.
 """
 
