@@ -276,6 +276,8 @@ def test_bad_model_file_and_top_k(trained, cell_folder, tmp_path, capsys):
     assert "--top-k must be an integer in [1, 8]. Received: --top-k=9." in _one_line_error(capsys)
     with pytest.raises(UnreadableFileError):  # --debug shows the real exception
         main(["evaluate", str(fake), "sample", "--debug"])
+    assert main(["evaluate", str(fake), "sample", "--gallery-size", "4"]) == 2  # refused before loading
+    assert "--gallery-size applies with --gallery DIR only" in _one_line_error(capsys)
 
 
 # ---------------------------------------------------------------------- exit codes

@@ -7,6 +7,9 @@ from typing import Any
 
 from bloodcell.cli._inputs import DATA_HELP, load_dataset, model_image_size
 from bloodcell.cli._types import positive_int
+from bloodcell.errors import ConfigurationError
+
+GALLERY_SIZE = 16  # images in the top-losses gallery unless --gallery-size says otherwise
 
 
 def add_parser(sub: Any) -> None:
@@ -29,9 +32,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--gallery-size",
         type=positive_int,
-        default=16,
+        default=None,
         metavar="K",
-        help="images in the top-losses gallery (16)",
+        help=f"with --gallery: images in the top-losses gallery ({GALLERY_SIZE})",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=64, metavar="N", help="images per batch (64)"
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     import bloodcell as bc
     from bloodcell.models import load_model
 
+    if args.gallery_size is not None and not args.gallery:  # before any loading
+        raise ConfigurationError("--gallery-size applies with --gallery DIR only.")
     model = load_model(args.model)
     data = load_dataset(args.data, image_size=model_image_size(model), limit=args.limit)
     if args.classes == "present":
@@ -69,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
         from bloodcell.analysis import write_gallery
 
         files = write_gallery(
-            model, data, args.gallery, report=report, k=args.gallery_size, batch_size=args.batch_size
+            model,
+            data,
+            args.gallery,
+            report=report,
+            k=args.gallery_size or GALLERY_SIZE,
+            batch_size=args.batch_size,
         )
         print(f"error analysis:   {files['index']}")
     return 0

@@ -15,13 +15,12 @@ Three pieces, usable alone or together:
   (its ``train_step``); validation, evaluation and prediction take ordinary (B, H, W, 3) batches.
 
 Example:
-    >>> import bloodcell as bc
-    >>> from bloodcell.pipeline import to_tf_dataset
-    >>> data = bc.datasets.load_sample(per_class=2)
-    >>> views = bc.augment.MultiView(bc.augment.AugMix(), num_views=2)
-    >>> images, labels = next(iter(to_tf_dataset(data, batch_size=4, augment=views, seed=0)))
-    >>> tuple(images.shape)
-    (4, 3, 96, 96, 3)
+    >>> import numpy as np
+    >>> views = np.array([[[0.9, 0.1], [0.9, 0.1], [0.2, 0.8]]], np.float32)  # (B, V, K): one cell, 3 views
+    >>> float(jensen_shannon(views)[0]) > 0.0  # the third view disagrees
+    True
+    >>> float(jensen_shannon(views[:, :2])[0])  # two views that agree
+    0.0
 """
 
 from __future__ import annotations
