@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell.errors import InvalidDtypeError
+from bloodcell.errors import BloodcellWarning, InvalidDtypeError
 
 __all__ = ["Predictions", "predict"]
 
@@ -148,6 +148,7 @@ def predict(
         warnings.warn(
             f"The rejector's threshold was fitted with tta={rejector.tta!r} but this prediction uses "
             f"tta={tta!r}; confidences shift with TTA, so the coverage will differ. Pass tta={rejector.tta!r}.",
+            BloodcellWarning,
             stacklevel=2,
         )
     status, reason = rejector.decide(prob, rejector.check_images(arr, seen=seen))

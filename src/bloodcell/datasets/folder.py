@@ -15,6 +15,7 @@ from bloodcell.classes import CLASS_NAMES, normalize_class_name
 from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.datasets.imageio import CropMode, _check_size, decode_image, run_parallel
 from bloodcell.errors import (
+    BloodcellWarning,
     DataFileNotFoundError,
     EmptyDatasetError,
     UnknownClassError,
@@ -245,6 +246,7 @@ def load_folder(
         warnings.warn(
             f"load_folder skipped {len(skipped)} unreadable file(s) in {os.fspath(root)!r}, e.g. "
             f"{skipped[0].path}; pass return_skipped=True to get the list.",
+            BloodcellWarning,
             stacklevel=2,
         )
         keep = np.ones(n, bool)
