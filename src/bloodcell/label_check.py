@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bloodcell._io import atomic_write_bytes, atomic_write_text
+from bloodcell._io import atomic_path, atomic_write_text
 from bloodcell._validation import check_int, check_number, check_seed, received
 from bloodcell.datasets import BloodCellDataset, kfold
 from bloodcell.errors import ConfigurationError, InvalidDataError, UnreadableFileError
@@ -77,11 +77,8 @@ def _read_fold(path: Path, positions: np.ndarray, num_classes: int) -> np.ndarra
 
 
 def _write_fold(path: Path, positions: np.ndarray, probs: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, positions=positions, probabilities=probs.astype(np.float32))
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        np.savez(tmp, positions=positions, probabilities=probs.astype(np.float32))
 
 
 def out_of_fold_probabilities(

@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(epochs=args.epochs)
     print(f"Checking {len(data)} labels with {args.folds} {args.recipe} models...", flush=True)
     check = check_labels(data, config=config, folds=args.folds, seed=args.seed, directory=out / "folds")
-    with atomic_path(out / PROBABILITIES_NPZ) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(out / PROBABILITIES_NPZ) as tmp:
         np.savez(
-            handle,
+            tmp,
             probabilities=check.probabilities,
             labels=data.labels,
             class_names=np.array(data.class_names),
