@@ -31,7 +31,7 @@ import numpy as np
 
 from bloodcell._io import atomic_path, atomic_write_text
 from bloodcell._validation import check_int, check_number, check_seed, received
-from bloodcell.datasets import BloodCellDataset, kfold
+from bloodcell.datasets import BloodCellDataset, kfold_indices
 from bloodcell.errors import ConfigurationError, InvalidDataError, UnreadableFileError
 
 __all__ = ["LabelCheck", "check_labels", "out_of_fold_probabilities"]
@@ -50,12 +50,6 @@ def _config(config: Any) -> Any:
         "config must be a recipe name ('cpu', 'robust', 'seed') or a bloodcell.experiments.Config. "
         f"{received('config', config)}"
     )
-
-
-def _fold_positions(data: BloodCellDataset, folds: int, seed: int) -> list[np.ndarray]:
-    """The held-out positions of each fold (kfold's subsets carry the positions as ids)."""
-    tagged = data.replace(ids=np.arange(len(data)).astype(str))
-    return [held_out.ids.astype(np.int64) for _, held_out in kfold(tagged, folds, seed=seed)]
 
 
 def _read_fold(path: Path, positions: np.ndarray, num_classes: int) -> np.ndarray | None:
@@ -129,11 +123,10 @@ def out_of_fold_probabilities(
             )
     root = Path(directory)
     probs = np.zeros((len(data), data.num_classes), np.float32)
-    for k, positions in enumerate(_fold_positions(data, folds, seed)):
+    for k, (rest, positions) in enumerate(kfold_indices(data, folds, seed=seed)):
         fold_dir = root / f"fold-{k}"
         held = _read_fold(fold_dir / _PROBABILITIES, positions, data.num_classes)
         if held is None:
-            rest = np.setdiff1d(np.arange(len(data)), positions)
             train, inner_val = split(data.subset(rest), val=val, test=0, seed=seed)
             result = run(
                 config, train, inner_val, seed=seed, name=f"fold-{k}", output_dir=root, verbose=verbose

@@ -28,7 +28,7 @@ from bloodcell.datasets.medmnist import load_medmnist, medmnist_file_info
 from bloodcell.datasets.npz import DatasetSplits, load_npz
 from bloodcell.datasets.sample import load_sample, sample_attribution, write_sample_folder
 from bloodcell.datasets.source import load
-from bloodcell.datasets.splitting import duplicate_groups, kfold, split, split_indices
+from bloodcell.datasets.splitting import duplicate_groups, kfold, kfold_indices, split, split_indices
 
 __all__ = [
     "BloodCellDataset",
@@ -44,6 +44,7 @@ __all__ = [
     "identical_groups",
     "image_digests",
     "kfold",
+    "kfold_indices",
     "list_image_files",
     "load",
     "load_folder",

@@ -14,7 +14,7 @@ from bloodcell.datasets.core import BloodCellDataset
 from bloodcell.datasets.hashing import identical_groups
 from bloodcell.errors import BloodcellWarning, ConfigurationError, EmptyDatasetError, InvalidDataError
 
-__all__ = ["split", "split_indices", "kfold", "duplicate_groups"]
+__all__ = ["split", "split_indices", "kfold", "kfold_indices", "duplicate_groups"]
 
 
 def duplicate_groups(dataset: BloodCellDataset, group_duplicates: bool = True) -> np.ndarray:
@@ -298,24 +298,21 @@ def _warn_missing_classes(
             )
 
 
-def kfold(
+def kfold_indices(
     dataset: BloodCellDataset,
     k: int = 5,
     *,
     seed: int | None = 0,
     stratify: bool = True,
     group_duplicates: bool = True,
-) -> Iterator[tuple[BloodCellDataset, BloodCellDataset]]:
-    """Yield ``(train, val)`` for each of ``k`` folds: stratified, seeded, duplicates kept together.
-
-    Uses scikit-learn's ``StratifiedGroupKFold`` with identical images as groups. ``seed`` is a
-    non-negative integer; None draws a fresh one.
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The sorted ``(train, val)`` positions of each of :func:`kfold`'s folds.
 
     Example:
         >>> from bloodcell.datasets import load_sample
-        >>> folds = list(kfold(load_sample(per_class=10), k=5))
-        >>> [len(v) for _, v in folds]
-        [16, 16, 16, 16, 16]
+        >>> folds = list(kfold_indices(load_sample(per_class=10), k=5))
+        >>> sorted(int(i) for _, val in folds for i in val) == list(range(80))  # each image held out once
+        True
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -331,4 +328,29 @@ def kfold(
     y = dataset.labels if stratify else np.zeros(len(dataset), np.int64)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for train_idx, val_idx in splitter.split(np.zeros(len(dataset)), y, groups):
-        yield dataset.subset(np.sort(train_idx)), dataset.subset(np.sort(val_idx))
+        yield np.sort(train_idx), np.sort(val_idx)
+
+
+def kfold(
+    dataset: BloodCellDataset,
+    k: int = 5,
+    *,
+    seed: int | None = 0,
+    stratify: bool = True,
+    group_duplicates: bool = True,
+) -> Iterator[tuple[BloodCellDataset, BloodCellDataset]]:
+    """Yield ``(train, val)`` for each of ``k`` folds: stratified, seeded, duplicates kept together.
+
+    Uses scikit-learn's ``StratifiedGroupKFold`` with identical images as groups. ``seed`` is a
+    non-negative integer; None draws a fresh one. :func:`kfold_indices` gives the positions.
+
+    Example:
+        >>> from bloodcell.datasets import load_sample
+        >>> folds = list(kfold(load_sample(per_class=10), k=5))
+        >>> [len(v) for _, v in folds]
+        [16, 16, 16, 16, 16]
+    """
+    for train_idx, val_idx in kfold_indices(
+        dataset, k, seed=seed, stratify=stratify, group_duplicates=group_duplicates
+    ):
+        yield dataset.subset(train_idx), dataset.subset(val_idx)
