@@ -106,6 +106,33 @@ def test_sample_support_draws_k_per_class_and_leaves_the_rest(lab):
         sample_support(lab, k=6)
 
 
+def test_sample_support_keeps_each_cells_copies_out_of_the_rest(lab):
+    """Every image twice (as LISC holds copies of each cell): a drawn cell's copy is never scored."""
+    twice = lab.concat(lab)
+    cells = np.tile(np.arange(len(lab)), 2)
+    support, rest = sample_support(twice, k=2, seed=3, groups=cells)
+    assert np.bincount(support.labels).tolist() == [2] * 5
+    assert len(rest) == len(twice) - 2 * len(support)
+    assert not set(map(bytes, support.images.reshape(len(support), -1))) & set(
+        map(bytes, rest.images.reshape(len(rest), -1))
+    )
+    # By default identical images are one cell: the same draw as with explicit groups.
+    default_support, default_rest = sample_support(twice, k=2, seed=3)
+    np.testing.assert_array_equal(default_support.images, support.images)
+    assert len(default_rest) == len(rest)
+    # Without copies the draw is the one of images, so seeds keep their supports.
+    np.testing.assert_array_equal(
+        sample_support(lab, k=2, seed=3, groups=np.arange(len(lab)))[0].images,
+        sample_support(lab, k=2, seed=3)[0].images,
+    )
+    with pytest.raises(EmptyDatasetError, match="cells"):
+        sample_support(twice, k=6, groups=cells)
+    with pytest.raises(InvalidDataError, match="one integer id per image"):
+        sample_support(twice, k=1, groups=cells[:-1])
+    with pytest.raises(InvalidDataError, match="one integer id per image"):
+        sample_support(twice, k=1, groups=cells.astype(float))
+
+
 def test_few_shot_learns_the_head_and_batchnorm_from_the_labs_five_classes(lab, data):
     model = bc.build_classifier("mobilenetv3small", head="linear", weights=None)
     support, _ = sample_support(lab, k=2)

@@ -211,6 +211,9 @@ CASES = [
     Case("a lab's classes the model does not know", "bc.evaluate(model, data_with_other_classes)",
          lambda: bc.evaluate(_tiny_model(), _sample().replace(class_names=tuple("abcdefgh"))),
          errors.InvalidDataError, "not among the model's"),
+    Case("a few-shot draw with a cell id short", "bc.adapt.sample_support(data, k=1, groups=ids[:-1])",
+         lambda: bc.adapt.sample_support(_sample(), k=1, groups=np.arange(len(_sample()) - 1)),
+         errors.InvalidDataError, "one integer id per image"),
     Case("adapting a model without BatchNorm", "bc.adapt.adapt_batchnorm(plain_model, images)",
          lambda: bc.adapt.adapt_batchnorm(_tiny_model(), np.zeros((4, 32, 32, 3), np.uint8)),
          errors.ConfigurationError, "no BatchNormalization layer"),
@@ -236,6 +239,8 @@ COMMAND_CASES = [
                 "is not a Keras model file"),
     CommandCase("a folder as the model", ("evaluate", "a folder", "sample"), 2, "is a folder"),
     CommandCase("an image over the pixel limit", ("predict", "model.keras", "cell.png"), 2, "MAX_IMAGE_PIXELS"),
+    CommandCase("few-shot cells in a folder that does not exist", ("few-shot", "model.keras", "my_lab", "--out", "t.keras"),
+                2, "my_lab"),
     CommandCase("a TENT setting with AdaBN", ("adapt", "model.keras", "cell.png", "--out", "a.keras", "--steps", "3"),
                 2, "apply to --method tent only"),
 ]  # fmt: skip

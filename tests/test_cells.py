@@ -9,7 +9,7 @@ import bloodcell as bc
 from _training_utils import run_python
 from bloodcell.augment import ops
 from bloodcell.augment.scale import zoom
-from bloodcell.cells import PBC_CELL_FRACTION, CellCrop, crop_cells, find_cells
+from bloodcell.cells import PBC_CELL_FRACTION, CellCrop, crop_cells, find_cells, same_cell_groups
 from bloodcell.errors import ConfigurationError, InvalidDtypeError
 
 TARGET = PBC_CELL_FRACTION * 96
@@ -163,3 +163,25 @@ def test_a_model_holding_the_crop_exports_to_savedmodel_and_tflite(tmp_path):
 def test_bad_cell_crop_argument_of_build_classifier():
     with pytest.raises(InvalidDtypeError, match="cell_crop must be"):
         bc.build_classifier("mobilenetv3small", weights=None, input_shape=(32, 32, 3), cell_crop=True)
+
+
+def test_copies_of_a_cell_share_a_group_and_distinct_cells_do_not(cells):
+    """Shifted (margin in the slide's colour), padded with a black bar and recoloured copies of real
+    cells: each joins its own cell's group, as LISC's copies must for a leak-free draw."""
+    shifted = _moved(cells[:4], 7, -5)
+    barred = cells[4:8].copy()
+    barred[:, :, :4] = 0
+    recoloured = _uint8(np.clip(cells[8:12].astype(np.float32) * [0.85, 0.9, 1.1], 0, 255))
+    groups = same_cell_groups(np.concatenate([cells, shifted, barred, recoloured]))
+    n = len(cells)
+    assert len(np.unique(groups[:n])) == n  # distinct real cells stay apart
+    np.testing.assert_array_equal(groups[n:], groups[np.r_[0:4, 4:8, 8:12]])
+    dataset = bc.datasets.BloodCellDataset(cells, np.zeros(n, np.int64))
+    np.testing.assert_array_equal(same_cell_groups(dataset), groups[:n])
+
+
+def test_same_cell_groups_checks_its_distance(cells):
+    with pytest.raises(ConfigurationError, match="max_distance"):
+        same_cell_groups(cells, max_distance=256)
+    joined = same_cell_groups(cells, max_distance=255)
+    assert len(np.unique(joined)) == 1

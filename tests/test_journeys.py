@@ -197,6 +197,16 @@ def train_and_use(recipe: str, steps: tuple[str, ...], cells: tuple[Path, Path],
             sorted(p.name for p in white.iterdir())
         )
         assert "5 classes" in scored.stdout
+        # A few labelled cells of that lab (a subset of the classes), the original cells replayed.
+        tuned = bloodcell(
+            "few-shot", str(model), str(white), "--replay", str(folder), "--epochs", "1", "--batch-size", "4",
+            "--out", "tuned.keras", cwd=work,
+        )  # fmt: skip
+        assert "Fine-tuned on 5 cells" in tuned.stdout
+        bloodcell(
+            "evaluate", "tuned.keras", str(white), "--classes", "present", "--json", "tuned.json", cwd=work
+        )
+        assert bc.metrics.Report.from_json(work / "tuned.json").n == 5
     if (
         "trust" in steps
     ):  # calibrate, fit a rejector, predict with it, look at the errors: each its own process

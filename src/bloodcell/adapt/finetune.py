@@ -29,6 +29,7 @@ import numpy as np
 
 from bloodcell._validation import check_choice, check_int, check_positive, check_seed
 from bloodcell.datasets.core import BloodCellDataset, concat
+from bloodcell.datasets.hashing import identical_groups
 from bloodcell.errors import EmptyDatasetError, InvalidDataError, InvalidDtypeError
 
 __all__ = ["TRAINABLE", "few_shot", "sample_support"]
@@ -38,12 +39,34 @@ TRAINABLE = ("all", "batchnorm_head", "head")
 
 
 def sample_support(
-    data: BloodCellDataset, k: int, *, seed: int = 0
+    data: BloodCellDataset, k: int, *, seed: int = 0, groups: Any = None
 ) -> tuple[BloodCellDataset, BloodCellDataset]:
-    """``k`` images of each class drawn at random with ``seed`` (the support), and the rest.
+    """``k`` cells of each class drawn at random with ``seed`` (the support), and the rest.
+
+    A cell photographed or copied several times (shifted, re-cropped, recoloured) is one cell:
+    ``groups`` gives each image the id of its cell. ``k`` cells are drawn per class, the first
+    image of each joins the support, and no image of a drawn cell is left in the rest, so the
+    adapted model is never scored on a copy of a cell it was shown.
+
+    Args:
+        data: The lab's labelled images.
+        k: Cells per class in the support.
+        seed: Seeds the draw.
+        groups: One id per image (e.g. :func:`bloodcell.cells.same_cell_groups`); None: identical
+            images form a group (:func:`bloodcell.datasets.identical_groups`), every other image
+            is its own cell.
 
     Raises:
-        EmptyDatasetError: a class has ``k`` images or fewer (none would be left to evaluate on).
+        EmptyDatasetError: a class has ``k`` cells or fewer (none would be left to evaluate on).
+        InvalidDataError: ``groups`` does not hold one integer id per image.
+
+    Example:
+        >>> import numpy as np, bloodcell as bc
+        >>> data = bc.datasets.load_sample(per_class=4)
+        >>> cells = np.repeat(np.arange(16), 2)  # say each cell was photographed twice
+        >>> support, rest = sample_support(data, k=1, seed=0, groups=cells)
+        >>> len(support), len(rest)
+        (8, 16)
     """
     if not isinstance(data, BloodCellDataset):
         raise InvalidDtypeError(
@@ -51,17 +74,33 @@ def sample_support(
         )
     k = check_int(k, "k", minimum=1)
     rng = np.random.default_rng(check_seed(seed))
-    chosen = []
+    groups = identical_groups(data.images) if groups is None else _group_ids(groups, len(data))
+    support, drawn = [], []
     for label in np.unique(data.labels):
         rows = np.flatnonzero(data.labels == label)
-        if len(rows) <= k:
+        cells, first = np.unique(groups[rows], return_index=True)
+        cells = cells[np.argsort(first)]  # in the order of their first image, as the rows are
+        if len(cells) <= k:
             raise EmptyDatasetError(
-                f"class {data.class_names[label]!r} has {len(rows)} images: k={k} would leave none to evaluate on."
+                f"class {data.class_names[label]!r} has {len(cells)} cells ({len(rows)} images): k={k} "
+                "would leave none to evaluate on."
             )
-        chosen.append(rng.choice(rows, k, replace=False))
-    support = np.sort(np.concatenate(chosen))
-    rest = np.setdiff1d(np.arange(len(data)), support)
-    return data.subset(support), data.subset(rest)
+        for cell in rng.choice(cells, k, replace=False):
+            support.append(rows[groups[rows] == cell][0])
+            drawn.append(cell)
+    support_rows = np.sort(np.asarray(support))
+    rest = np.flatnonzero(~np.isin(groups, drawn))
+    return data.subset(support_rows), data.subset(rest)
+
+
+def _group_ids(groups: Any, n: int) -> np.ndarray:
+    ids = np.asarray(groups)
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+        raise InvalidDataError(
+            f"groups must hold one integer id per image ({n}). Received: groups of shape {ids.shape} and "
+            f"dtype {ids.dtype}; bloodcell.cells.same_cell_groups(data) gives such ids."
+        )
+    return ids
 
 
 def _in_model_classes(data: BloodCellDataset, names: tuple[str, ...]) -> BloodCellDataset:

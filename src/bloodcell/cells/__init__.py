@@ -24,6 +24,8 @@ _ATTRIBUTES = {
     "find_cells": "bloodcell.cells.finder",
     "measure_cells": "bloodcell.cells.finder",
     "purple_density": "bloodcell.cells.finder",
+    "SAME_CELL_DISTANCE": "bloodcell.cells.groups",
+    "same_cell_groups": "bloodcell.cells.groups",
 }
 
 __all__ = sorted(_ATTRIBUTES)

@@ -34,7 +34,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 #: Subcommand modules of this package, in the order ``bloodcell --help`` lists them.
 COMMANDS = (
     "demo", "info", "clean", "check-labels", "train", "evaluate", "calibrate", "reject", "predict", "adapt",
-    "export", "robustness",
+    "few-shot", "export", "robustness",
 )  # fmt: skip
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
